@@ -1,0 +1,41 @@
+"Durations, codec round trip, fallback non-degeneracy, bad text."
+import pytest, torch
+from mambatts_nb.codec import Codec, N_CODEBOOKS, CODEBOOK_SIZE, FALLBACK_LABEL, HOP
+from mambatts_nb.data import load_corpus, to_24k, corpus_sentences, frame_durations
+from mambatts_nb.text import speak, normalise
+
+def test_durations_sum_exactly_to_token_counts(utts):
+    for u in utts:
+        assert u.durations.dtype == torch.long and (u.durations >= 0).all()
+        assert int(u.durations.sum()) == u.n_frames == u.codes.shape[1]
+        assert len(u.durations) == len(u.phonemes)
+
+def test_cumulative_rounding_never_drifts():
+    starts = torch.arange(0, 22050 * 4, 997).tolist()          # 89 phonemes, ~45 ms each
+    d = frame_durations(starts, 22050 * 4, 300)
+    assert int(d.sum()) == 300 and d.max() - d.min() <= 1
+
+def test_codec_round_trip_shapes(codec):
+    wav = to_24k(speak('Dzień dobry.').audio, 22050)
+    codes = codec.encode(wav)
+    assert codes.shape == (N_CODEBOOKS, Codec.n_frames(len(wav)))
+    assert codes.min() >= 0 and codes.max() < CODEBOOK_SIZE
+    out = codec.decode(codes)
+    assert out.shape == (codes.shape[1] * HOP,) and torch.isfinite(out).all()
+    with pytest.raises(ValueError, match=r'mono audio of shape \(samples,\), got \(1, '): codec.encode(wav[None])
+    with pytest.raises(ValueError, match=r'codes of shape \(8, frames\), got \(4, '): codec.decode(codes[:4])
+    with pytest.raises(ValueError, match=r'codes must lie in \[0, 1024\)'): codec.decode(codes + 2000)
+
+def test_tokens_are_not_degenerate(codec):
+    "A ~5 s clip outside the calibration set uses many distinct codes in every codebook."
+    text = ' '.join(corpus_sentences()[150:152])
+    codes = codec.encode(to_24k(speak(text).audio, 22050))
+    distinct = [len(torch.unique(c)) for c in codes]
+    assert codes.shape[1] > 250 and min(distinct) >= 40, distinct
+
+@pytest.mark.parametrize('text,msg', [('', 'Empty text'), ('  \n', 'Empty text'), ('123 ...', None),
+                                      ('12 + 3 = 15', "Unsupported character(s) '+', '='"),
+                                      ('こんにちは', "Unsupported character(s) 'こ'"), ('?!', 'has no Polish letters')])
+def test_bad_text(text, msg):
+    if msg is None: assert normalise(text).startswith('sto dwadzieścia trzy'); return
+    with pytest.raises(ValueError, match=msg): speak(text)

@@ -1,0 +1,77 @@
+"The training notebook through papermill, bad parameters, resume and skip."
+import csv, json
+from pathlib import Path
+import papermill as pm, pytest, soundfile as sf, torch
+from mambatts_nb.config import model_config, TrainConfig
+from mambatts_nb.train import train, COLUMNS
+from mambatts_nb.metrics import ACC_THRESHOLDS, DUR_THRESHOLDS
+
+ROOT = Path(__file__).resolve().parents[1]
+TIMING = {'wall_s', 'fwd_ms', 'bwd_ms', 'opt_ms', 'step_ms', 'tokens_per_s', 'peak_mem_mb'}
+
+def run_notebook(tmp_path, **params):
+    return pm.execute_notebook(ROOT/'nbs'/'train.ipynb', tmp_path/'executed.ipynb', parameters=dict(out_dir=str(tmp_path), **params),
+                               kernel_name='python3', progress_bar=False, cwd=str(ROOT/'nbs'))
+
+def test_papermill_default_run_reaches_95_percent(tmp_path, codec):
+    run_notebook(tmp_path)
+    run = tmp_path/'train'/'tiny-pure-fragment-s0'
+    for f in ('config.json', 'metrics.csv', 'milestones.json', 'summary.json', 'checkpoint.pt', 'model.safetensors', 'curves.html'):
+        assert (run/f).is_file() and (run/f).stat().st_size > 0, f
+    rows = list(csv.DictReader((run/'metrics.csv').open()))
+    assert [int(r['step']) for r in rows] == list(range(1, 201)) and list(rows[0]) == COLUMNS
+    ms = json.loads((run/'milestones.json').read_text())
+    assert list(ms['accuracy']) == [str(t) for t in ACC_THRESHOLDS] and list(ms['duration']) == [str(t) for t in DUR_THRESHOLDS]
+    summary = json.loads((run/'summary.json').read_text())
+    assert summary['finished'] and summary['step_95'] is not None and summary['peak_acc'] >= 0.95
+    assert ms['accuracy']['95']['step'] == summary['step_95']
+    config = json.loads((run/'config.json').read_text())
+    assert config['codec'] == codec.label and config['backend'] == 'scan' and config['record']['packages']['torch']
+    wavs = sorted((run/'samples').glob('*.wav'))
+    assert [w.stem for w in wavs] == ['prompt_1', 'prompt_2', 'prompt_3', 'reference_codec', 'reference_generated']
+    for w in wavs:
+        audio, sr = sf.read(w)
+        assert sr == 24000 and len(audio) > 2400
+    assert json.loads((run/'samples'/'samples.json').read_text())[0]['codec'] == codec.label
+
+@pytest.mark.parametrize('arch', ['hybrid', 'transformer'])
+def test_papermill_other_archs(tmp_path, arch):
+    run_notebook(tmp_path, arch=arch, steps=20, samples=False)
+    s = json.loads(next((tmp_path/'train').glob(f'tiny-{arch}*/summary.json')).read_text())
+    assert s['arch'] == arch and s['steps'] == 20 and s['final_acc'] > 0
+
+@pytest.mark.parametrize('params,msg', [
+    (dict(arch='lstm'), "Unknown arch 'lstm'; accepted: pure, hybrid, transformer"),
+    (dict(preset='huge'), "Unknown preset 'huge'; accepted: tiny,"),
+    (dict(steps=0), 'steps must be a positive integer, got 0'),
+    (dict(kernels='huge'), "one of small, medium, large, multi, xlarge, got 'huge'"),
+    (dict(data='/no/such/folder'), "'/no/such/folder' is neither"),
+])
+def test_bad_parameters_fail_clearly(tmp_path, params, msg):
+    with pytest.raises(pm.PapermillExecutionError) as e: run_notebook(tmp_path, **params)
+    assert msg in str(e.value)
+
+def _rows(run): return [{k: v for k, v in r.items() if k not in TIMING} for r in csv.DictReader((run/'metrics.csv').open())]
+
+def test_resume_continues_exactly_and_finished_runs_are_skipped(tmp_path):
+    mcfg = model_config('tiny', d_model=64)
+    train(mcfg, TrainConfig(steps=8, ckpt_every=4), tmp_path/'a', progress=False)
+    first = train(mcfg, TrainConfig(steps=4, ckpt_every=4), tmp_path/'b', progress=False)
+    assert first['steps'] == 4
+    train(mcfg, TrainConfig(steps=8, ckpt_every=4), tmp_path/'b', progress=False)
+    assert _rows(tmp_path/'a') == _rows(tmp_path/'b') and len(_rows(tmp_path/'a')) == 8
+    before = (tmp_path/'b'/'metrics.csv').read_bytes()
+    again = train(mcfg, TrainConfig(steps=8, ckpt_every=4), tmp_path/'b', progress=False)
+    assert again['steps'] == 8 and (tmp_path/'b'/'metrics.csv').read_bytes() == before
+
+def test_corrupt_checkpoint_is_reported_and_kept(tmp_path):
+    run = tmp_path/'c'; run.mkdir()
+    (run/'checkpoint.pt').write_bytes(b'not a checkpoint')
+    with pytest.raises(ValueError, match="checkpoint.pt' is corrupt or unreadable"):
+        train(model_config('tiny', d_model=64), TrainConfig(steps=2), run, progress=False)
+    assert (run/'checkpoint.pt').read_bytes() == b'not a checkpoint'
+
+def test_other_config_in_same_run_dir_is_refused(tmp_path):
+    train(model_config('tiny', d_model=64), TrainConfig(steps=2), tmp_path/'d', progress=False)
+    with pytest.raises(ValueError, match='holds a run with a different configuration'):
+        train(model_config('tiny', d_model=32), TrainConfig(steps=2), tmp_path/'d', progress=False)
