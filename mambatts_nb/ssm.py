@@ -24,14 +24,18 @@ def ssm_step(h, x, delta, A, B, C, D=None):
     y = (h * C[:, None]).sum(-1)                                                   # (b, d)
     return (y if D is None else y + D * x), h
 
-# %% ../nbs/04_ssm.ipynb #ad392c44
+# %% ../nbs/04_ssm.ipynb #3b5d89fa
 def _doubling(a, b):
-    "Inclusive scan of h_t = a_t h_{t-1} + b_t along dim 1 with h_{-1} = 0; also returns the running products of a."
+    """Inclusive scan of h_t = a_t h_{t-1} + b_t along dim 1 with h_{-1} = 0; also returns the running products of a.
+    Pass j combines each element with the one 2^j steps back; two buffers alternate, the inputs are never written."""
     k, L = 1, a.shape[1]
+    bufs = [(torch.empty_like(a), torch.empty_like(b)) for _ in range(2)]
+    i = 0
     while k < L:
-        b = torch.cat([b[:, :k], torch.addcmul(b[:, k:], a[:, k:], b[:, :-k])], 1)
-        a = torch.cat([a[:, :k], a[:, k:] * a[:, :-k]], 1)
-        k *= 2
+        a2, b2 = bufs[i]
+        b2[:, :k] = b[:, :k]; torch.addcmul(b[:, k:], a[:, k:], b[:, :-k], out=b2[:, k:])
+        a2[:, :k] = a[:, :k]; torch.mul(a[:, k:], a[:, :-k], out=a2[:, k:])
+        a, b, i, k = a2, b2, 1 - i, 2 * k
     return b, a
 
 class LinearScan(torch.autograd.Function):

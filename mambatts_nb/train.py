@@ -66,11 +66,12 @@ def prepare_data(tcfg: TrainConfig, progress: bool = True):
     require_durations(utts, tcfg.data)
     return utts, [], vocab, codec
 
-# %% ../nbs/08_train.ipynb #07e2b937
+# %% ../nbs/08_train.ipynb #37e993f2
 def loss_fn(logits, log_dur, batch, dur_weight: float = 1.0):
     "Cross-entropy summed over codebooks (masked) + weighted MSE on log(1 + duration). Returns total, token, duration."
     m = batch.frame_mask
-    tok = sum(F.cross_entropy(logits[:, k][m].float(), batch.codes[:, k][m]) for k in range(logits.shape[1]))
+    valid = logits.transpose(1, 2)[m]                                          # (frames, 8, V): one gather, not 8
+    tok = F.cross_entropy(valid.transpose(1, 2).float(), batch.codes.transpose(1, 2)[m], reduction='none').mean(0).sum()
     pm = batch.phoneme_mask
     dur = F.mse_loss(log_dur[pm].float(), torch.log1p(batch.durations[pm].float()))
     return tok + dur_weight * dur, tok, dur
@@ -108,7 +109,7 @@ def load_checkpoint(path, map_location='cpu') -> dict:
         raise ValueError(f'{str(path)!r} is not a mambatts_nb checkpoint (expected format {CKPT_FORMAT!r})')
     return ck
 
-# %% ../nbs/08_train.ipynb #6915b707
+# %% ../nbs/08_train.ipynb #b19f8143
 COLUMNS = (['step', 'wall_s', 'loss', 'token_loss', 'dur_loss', 'acc', 'top10', 'dur_acc']
            + [f'acc_cb{k}' for k in range(8)]
            + ['fwd_ms', 'bwd_ms', 'opt_ms', 'step_ms', 'tokens_per_s', 'peak_mem_mb', 'heldout_acc', 'heldout_dur_acc'])
@@ -125,9 +126,18 @@ def _trim_csv(path, last_step):
     keep = [rows[0]] + [r for r in rows[1:] if r and int(r[0]) <= last_step]
     atomic_write_text(path, ''.join(','.join(r) + '\n' for r in keep))
 
+def _check_same_run(run_dir, mcfg, tcfg):
+    "Refuse to resume or skip a run directory that holds a different configuration."
+    if not (run_dir/'config.json').exists(): return
+    old = json.loads((run_dir/'config.json').read_text())
+    key = lambda m, t: ({k: v for k, v in m.items() if k != 'vocab_size'}, {k: v for k, v in t.items() if k not in RESUMABLE})
+    if key(old['model'], old['train']) != key(*json.loads(json.dumps([asdict(mcfg), asdict(tcfg)]))):
+        raise ValueError(f'{run_dir} holds a run with a different configuration; choose another run name or delete it')
+
 def train(mcfg: ModelConfig, tcfg: TrainConfig, run_dir, preset: str = '', progress: bool = True) -> dict:
     "Train one run into `run_dir` (resuming or skipping as its files say). Returns the summary."
     run_dir = Path(run_dir); run_dir.mkdir(parents=True, exist_ok=True)
+    _check_same_run(run_dir, mcfg, tcfg)
     if (run_dir/'summary.json').exists():
         s = json.loads((run_dir/'summary.json').read_text())
         if s.get('finished') and s['steps'] >= tcfg.steps:
@@ -140,11 +150,6 @@ def train(mcfg: ModelConfig, tcfg: TrainConfig, run_dir, preset: str = '', progr
     config = dict(preset=preset, model=asdict(mcfg), train=asdict(tcfg), backend=backend, device=str(device),
                   codec=codec.label, codec_key=codec.key, vocab=vocab.itos, n_train=len(train_utts), n_heldout=len(held),
                   train_ids=[u.id for u in train_utts][:50], record=run_record())
-    if (run_dir/'config.json').exists():
-        old, new = json.loads((run_dir/'config.json').read_text()), json.loads(json.dumps(config))
-        same = lambda c: (c['model'], {k: v for k, v in c['train'].items() if k not in RESUMABLE})
-        if same(old) != same(new):
-            raise ValueError(f'{run_dir} holds a run with a different configuration; choose another run name or delete it')
     write_json(run_dir/'config.json', config)
 
     torch.manual_seed(tcfg.seed)

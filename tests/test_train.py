@@ -75,3 +75,12 @@ def test_other_config_in_same_run_dir_is_refused(tmp_path):
     train(model_config('tiny', d_model=64), TrainConfig(steps=2), tmp_path/'d', progress=False)
     with pytest.raises(ValueError, match='holds a run with a different configuration'):
         train(model_config('tiny', d_model=32), TrainConfig(steps=2), tmp_path/'d', progress=False)
+
+def test_corpus_protocol_logs_heldout_accuracy(tmp_path):
+    s = train(model_config('tiny', d_model=32, text_layers=1, audio_layers=1),
+              TrainConfig(steps=4, eval_every=2, data='corpus', batch_size=2), tmp_path/'corpus', progress=False)
+    rows = list(csv.DictReader((tmp_path/'corpus'/'metrics.csv').open()))
+    assert [r['heldout_acc'] != '' for r in rows] == [False, True, False, True]
+    config = json.loads((tmp_path/'corpus'/'config.json').read_text())
+    assert config['n_heldout'] == 20 and config['n_train'] >= 180
+    assert 0 <= s['heldout_acc'] <= 1 and s['heldout_acc'] == float(rows[-1]['heldout_acc'])
