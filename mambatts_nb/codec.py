@@ -86,7 +86,7 @@ class Codec:
         emb = self.model.quantizer.decode(codes.long()[:, None])                     # (1, 128, T)
         return self.model.decoder(emb)[0, 0]
 
-# %% ../nbs/02_codec.ipynb #762761b3
+# %% ../nbs/02_codec.ipynb #e7b112db
 def _untrained(seed=0):
     with warnings.catch_warnings(), torch.random.fork_rng():
         warnings.simplefilter('ignore', FutureWarning)    # weight_norm deprecation inside encodec
@@ -94,23 +94,29 @@ def _untrained(seed=0):
         return EncodecModel.encodec_model_24khz(pretrained=False)
 
 @torch.no_grad()
-def calibrate(model: EncodecModel, wavs, max_frames: int = 6000, iters: int = 10, seed: int = 0):
-    "Fit each of the 8 quantiser codebooks by k-means on the residual of encoder frames of `wavs` (24 kHz)."
+def calibrate(model: EncodecModel, wavs, frames_per_level: int = 2000, iters: int = 10, seed: int = 0):
+    """Fit each of the 8 quantiser codebooks by k-means on encoder frames of `wavs` (24 kHz). Level *j* is fitted on
+    its own subset of frames, quantised by levels < *j* fitted on other frames, so its residuals look like those of
+    unseen audio (fitting every level on the same frames memorises them and leaves the last codebooks degenerate)."""
     emb = torch.cat([model.encoder(w.float()[None, None])[0].T for w in wavs])   # (N, 128)
-    g = torch.Generator().manual_seed(seed)
-    if len(emb) > max_frames: emb = emb[torch.randperm(len(emb), generator=g)[:max_frames]]
-    residual = emb
-    for i, layer in enumerate(model.quantizer.vq.layers[:N_CODEBOOKS]):
+    layers = model.quantizer.vq.layers[:N_CODEBOOKS]
+    n = min(frames_per_level, len(emb) // len(layers))
+    if n < CODEBOOK_SIZE:
+        raise ValueError(f'Calibration needs at least {CODEBOOK_SIZE * len(layers)} encoder frames '
+                         f'({CODEBOOK_SIZE * len(layers) / FRAME_RATE:.0f} s of audio), got {len(emb)}')
+    subsets = emb[torch.randperm(len(emb), generator=torch.Generator().manual_seed(seed))].split(n)
+    for j, layer in enumerate(layers):
+        residual = subsets[j]
+        for done in layers[:j]: residual = residual - done._codebook.dequantize(done._codebook.quantize(residual))
         cb = layer._codebook
-        c, counts = kmeans(residual, cb.codebook_size, iters, seed + i)
+        c, counts = kmeans(residual, cb.codebook_size, iters, seed + j)
         cb.embed.copy_(c); cb.embed_avg.copy_(c); cb.cluster_size.copy_(counts); cb.inited.fill_(1)
-        residual = residual - cb.dequantize(cb.quantize(residual))
     return model
 
 def load_codec(mode: str|None = None, calibration=None, calibration_key: str = '') -> Codec:
     """EnCodec 24 kHz. `mode` (default `$MAMBATTS_CODEC` or 'auto'): 'pretrained' requires the real weights,
     'fallback' uses the k-means-calibrated untrained codec, 'auto' tries pretrained then falls back.
-    `calibration()` returns a list of 24 kHz wavs; it is only called when the fallback is not cached."""
+    `calibration()` returns 24 kHz wavs (≥ 110 s in all); it is only called when the fallback is not cached."""
     mode = mode or os.environ.get('MAMBATTS_CODEC', 'auto')
     if mode not in CODEC_MODES:
         raise ValueError(f"Unknown codec mode {mode!r}; accepted: {', '.join(CODEC_MODES)}")

@@ -44,7 +44,7 @@ def to_24k(audio, sample_rate: int) -> torch.Tensor:
     if wav.ndim == 2: wav = wav.mean(1)         # soundfile gives (S, channels)
     return wav if sample_rate == SAMPLE_RATE else torchaudio.functional.resample(wav, sample_rate, SAMPLE_RATE)
 
-# %% ../nbs/03_data.ipynb #14d17a43
+# %% ../nbs/03_data.ipynb #ca64dcfb
 @dataclass
 class Utterance:
     "One utterance: phoneme tokens, EnCodec codes (8, T) and frames per phoneme (P,) or None when unknown."
@@ -70,8 +70,8 @@ def synth_utterance(text: str, codec: Codec, uid: str = '') -> Utterance:
 
 @functools.lru_cache(maxsize=None)
 def default_codec(mode: str|None = None) -> Codec:
-    "The codec used for the embedded corpus (pretrained, or the fallback calibrated on its first 40 sentences)."
-    texts = corpus_sentences()[:40]
+    "The codec used for the embedded corpus (pretrained, or the fallback calibrated on its first 70 sentences, ~4 min)."
+    texts = corpus_sentences()[:70]
     calib = lambda: [to_24k(s.audio, s.sample_rate) for s in map(speak, tqdm(texts, desc='codec calibration audio'))]
     return load_codec(mode, calibration=calib, calibration_key=_sha(*texts))
 

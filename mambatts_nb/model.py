@@ -10,7 +10,8 @@ from .config import ModelConfig
 from .blocks import make_block
 
 # %% auto #0
-__all__ = ['sinusoids', 'Stack', 'TextEncoder', 'DurationRegulator', 'StyleExtractor', 'AudioProcessor', 'TTSModel']
+__all__ = ['sinusoids', 'Stack', 'TextEncoder', 'DurationRegulator', 'StyleExtractor', 'AudioProcessor', 'TTSModel',
+           'param_table', 'print_param_table']
 
 # %% ../nbs/06_model.ipynb #a8e97c45
 def sinusoids(length, dim, device=None):
@@ -123,3 +124,20 @@ class TTSModel(nn.Module):
         "Parameter count per component and in total."
         split = {n: sum(p.numel() for p in m.parameters()) for n, m in self.named_children()}
         return {**split, 'total': sum(split.values())}
+
+# %% ../nbs/06_model.ipynb #f49e2e05
+def param_table(presets=None, vocab_size: int = 58) -> list:
+    "Rows of (preset, arch, per-component counts, total, study's count, relative difference) for named presets."
+    from mambatts_nb.config import PRESETS, STUDY_PARAMS, model_config
+    rows = []
+    for p in presets or [p for p in PRESETS if not p.startswith('L') or p in STUDY_PARAMS]:
+        with torch.device('meta'): split = TTSModel(model_config(p, vocab_size=vocab_size)).param_split()
+        study = STUDY_PARAMS.get(p)
+        rows.append(dict(preset=p, arch=model_config(p).arch, **split, study=study, diff=study and split['total'] / study - 1))
+    return rows
+
+def print_param_table(presets=None, vocab_size: int = 58):
+    "Print `param_table` as aligned text."
+    for r in param_table(presets, vocab_size):
+        study, diff = (f"{r['study']:,}", f"{r['diff']:+.1%}") if r['study'] else ('', '')
+        print(f"{r['preset']:22s} {r['arch']:12s} {r['total']:>13,} {study:>13s} {diff:>7s}")
