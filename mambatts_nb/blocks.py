@@ -10,7 +10,7 @@ from .ssm import selective_scan, ssm_step
 
 # %% auto #0
 __all__ = ['causal_conv', 'MambaMixer', 'HybridMixer', 'Attention', 'MLP', 'MambaBlock', 'TransformerBlock', 'flip_valid',
-           'Backward', 'make_block']
+           'Backward', 'Bidirectional', 'make_block']
 
 # %% ../nbs/05_blocks.ipynb #e512a494
 def causal_conv(x, conv: nn.Conv1d, state=None):
@@ -144,11 +144,30 @@ class Backward(nn.Module):
         y, _ = self.block(flip_valid(x, mask), mask)
         return flip_valid(y, mask), None
 
-# %% ../nbs/05_blocks.ipynb #db801760
+# %% ../nbs/05_blocks.ipynb #7b463c51
+class Bidirectional(nn.Module):
+    "x + layer_scale · combine(mixer→(RMSNorm x), mixer←(RMSNorm x)); the backward pass flips each valid sequence."
+    def __init__(self, d_model, make_mixer, combine='sum', tie=False, layer_scale=0.1):
+        super().__init__()
+        self.norm, self.fwd = nn.RMSNorm(d_model, eps=1e-5), make_mixer()
+        self.bwd = self.fwd if tie else make_mixer()
+        self.proj = nn.Linear(2 * d_model, d_model, bias=False) if combine == 'concat' else None
+        self.scale = nn.Parameter(torch.full((d_model,), float(layer_scale)))
+    def forward(self, x, mask, state=None):
+        h = self.norm(x)
+        y1, _ = self.fwd(h)
+        y2, _ = self.bwd(flip_valid(h, mask))
+        y2 = flip_valid(y2, mask)
+        y = self.proj(torch.cat([y1, y2], -1)) if self.proj is not None else y1 + y2
+        return (x + self.scale * y) * mask[..., None], None
+
+# %% ../nbs/05_blocks.ipynb #8395a397
 def make_block(cfg, kind: str = 'audio'):
-    "The block of `cfg.arch` for a component; the style extractor's Mamba blocks run backward."
+    "The block of `cfg.arch` for a component ('text', 'style' or 'audio'), in the component's direction."
     if cfg.arch == 'transformer': return TransformerBlock(cfg.d_model, cfg.n_heads, cfg.mlp_ratio, cfg.layer_scale)
     kw = dict(d_state=cfg.d_state, d_conv=cfg.d_conv, expand=cfg.expand, backend=cfg.backend)
-    mixer = HybridMixer(cfg.d_model, cfg.kernels, **kw) if cfg.arch == 'hybrid' and kind == 'audio' else MambaMixer(cfg.d_model, **kw)
-    block = MambaBlock(cfg.d_model, mixer, cfg.layer_scale)
-    return Backward(block) if kind == 'style' else block
+    mixer = lambda: HybridMixer(cfg.d_model, cfg.kernels, **kw) if cfg.arch == 'hybrid' and kind == 'audio' else MambaMixer(cfg.d_model, **kw)
+    direction = {'text': cfg.text_direction, 'style': cfg.style_direction}.get(kind, 'forward')
+    if direction == 'bidirectional': return Bidirectional(cfg.d_model, mixer, cfg.bidir_combine, cfg.bidir_tie, cfg.layer_scale)
+    block = MambaBlock(cfg.d_model, mixer(), cfg.layer_scale)
+    return Backward(block) if direction == 'backward' else block

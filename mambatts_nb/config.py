@@ -8,13 +8,15 @@ import dataclasses, math
 from dataclasses import dataclass, field, asdict
 
 # %% auto #0
-__all__ = ['ARCHS', 'KERNEL_PAIRS', 'BACKENDS', 'DATA_PROTOCOLS', 'DEVICES', 'PRESETS', 'STUDY_PARAMS', 'check_choice',
-           'check_positive', 'ModelConfig', 'TrainConfig', 'model_config']
+__all__ = ['ARCHS', 'KERNEL_PAIRS', 'BACKENDS', 'TEXT_DIRECTIONS', 'STYLE_DIRECTIONS', 'BIDIR_COMBINES', 'DATA_PROTOCOLS',
+           'DEVICES', 'PRESETS', 'STUDY_PARAMS', 'check_choice', 'check_positive', 'ModelConfig', 'TrainConfig',
+           'model_config']
 
-# %% ../nbs/00_config.ipynb #88d13170
+# %% ../nbs/00_config.ipynb #8d6a8b09
 ARCHS = ('pure', 'hybrid', 'transformer')
 KERNEL_PAIRS = {'small': (3, 5), 'medium': (5, 7), 'large': (7, 9), 'multi': (3, 9), 'xlarge': (9, 11)}
 BACKENDS = ('auto', 'scan', 'step', 'mamba_ssm')
+TEXT_DIRECTIONS, STYLE_DIRECTIONS, BIDIR_COMBINES = ('forward', 'bidirectional'), ('backward', 'bidirectional'), ('sum', 'concat')
 DATA_PROTOCOLS = ('fragment', 'corpus')
 DEVICES = ('auto', 'cpu', 'cuda')
 
@@ -31,7 +33,7 @@ def check_positive(what:str, value, integer=True):
         raise ValueError(f"{what} must be a positive {'integer' if integer else 'number'}, got {value!r}")
     return value
 
-# %% ../nbs/00_config.ipynb #feab9d39
+# %% ../nbs/00_config.ipynb #e88087fb
 @dataclass
 class ModelConfig:
     "What is built: backbone, widths, depths of the five components."
@@ -53,6 +55,10 @@ class ModelConfig:
     codebook_size: int = 1024
     vocab_size: int = 0                # set from the phoneme vocabulary
     backend: str = 'auto'              # selective scan: auto | scan | step | mamba_ssm
+    text_direction: str = 'forward'    # forward | bidirectional (Mamba archs)
+    style_direction: str = 'backward'  # backward | bidirectional (Mamba archs)
+    bidir_combine: str = 'sum'         # bidirectional blocks: sum | concat (then a Linear back to d_model)
+    bidir_tie: bool = False            # bidirectional blocks share one mixer for both directions (Caduceus)
 
     def __post_init__(self):
         if isinstance(self.kernels, str): self.kernels = KERNEL_PAIRS.get(self.kernels, self.kernels)
@@ -68,6 +74,9 @@ class ModelConfig:
         "Check every field; raise `ValueError` naming the bad value and what is accepted."
         check_choice('arch', self.arch, ARCHS)
         check_choice('backend', self.backend, BACKENDS)
+        check_choice('text_direction', self.text_direction, TEXT_DIRECTIONS)
+        check_choice('style_direction', self.style_direction, STYLE_DIRECTIONS)
+        check_choice('bidir_combine', self.bidir_combine, BIDIR_COMBINES)
         for k in ('d_model','text_layers','style_layers','audio_layers','d_state','d_conv','n_heads','mlp_ratio',
                   'n_codebooks','codebook_size','dur_hidden'):
             check_positive(k, getattr(self, k))
