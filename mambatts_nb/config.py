@@ -12,10 +12,10 @@ __all__ = ['ARCHS', 'KERNEL_PAIRS', 'BACKENDS', 'TEXT_DIRECTIONS', 'STYLE_DIRECT
            'DEVICES', 'PRESETS', 'STUDY_PARAMS', 'check_choice', 'check_positive', 'ModelConfig', 'TrainConfig',
            'model_config']
 
-# %% ../nbs/00_config.ipynb #8d6a8b09
+# %% ../nbs/00_config.ipynb #14736b54
 ARCHS = ('pure', 'hybrid', 'transformer')
 KERNEL_PAIRS = {'small': (3, 5), 'medium': (5, 7), 'large': (7, 9), 'multi': (3, 9), 'xlarge': (9, 11)}
-BACKENDS = ('auto', 'scan', 'step', 'mamba_ssm')
+BACKENDS = ('auto', 'scan', 'fused', 'step', 'mamba_ssm')
 TEXT_DIRECTIONS, STYLE_DIRECTIONS, BIDIR_COMBINES = ('forward', 'bidirectional'), ('backward', 'bidirectional'), ('sum', 'concat')
 DATA_PROTOCOLS = ('fragment', 'corpus')
 DEVICES = ('auto', 'cpu', 'cuda')
@@ -33,7 +33,7 @@ def check_positive(what:str, value, integer=True):
         raise ValueError(f"{what} must be a positive {'integer' if integer else 'number'}, got {value!r}")
     return value
 
-# %% ../nbs/00_config.ipynb #e88087fb
+# %% ../nbs/00_config.ipynb #ce61a857
 @dataclass
 class ModelConfig:
     "What is built: backbone, widths, depths of the five components."
@@ -54,7 +54,7 @@ class ModelConfig:
     n_codebooks: int = 8
     codebook_size: int = 1024
     vocab_size: int = 0                # set from the phoneme vocabulary
-    backend: str = 'auto'              # selective scan: auto | scan | step | mamba_ssm
+    backend: str = 'auto'              # selective scan: auto | scan | fused | step | mamba_ssm
     text_direction: str = 'forward'    # forward | bidirectional (Mamba archs)
     style_direction: str = 'backward'  # backward | bidirectional (Mamba archs)
     bidir_combine: str = 'sum'         # bidirectional blocks: sum | concat (then a Linear back to d_model)

@@ -16,14 +16,16 @@ def test_scan_equals_step_values_and_gradients(l, dt_scale):
     x = _inputs(2, 6, 16, l, dt_scale)
     leaves = {k: v.requires_grad_() for k, v in x.items() if torch.is_tensor(v)}
     outs = {}
-    for backend in ('step', 'scan'):
+    for backend in ('step', 'scan', 'fused'):
         y, last = selective_scan(**x, backend=backend)
         grads = torch.autograd.grad((y.square().mean() + last.square().mean()), list(leaves.values()))
         outs[backend] = (y, last, grads)
-    (y1, s1, g1), (y2, s2, g2) = outs['step'], outs['scan']
-    torch.testing.assert_close(y2, y1, atol=1e-5, rtol=1e-5)
-    torch.testing.assert_close(s2, s1, atol=1e-5, rtol=1e-5)
-    for k, a, b in zip(leaves, g1, g2): torch.testing.assert_close(b, a, atol=1e-5, rtol=1e-4, msg=k)
+    y1, s1, g1 = outs['step']
+    for backend in ('scan', 'fused'):
+        y2, s2, g2 = outs[backend]
+        torch.testing.assert_close(y2, y1, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(s2, s1, atol=1e-5, rtol=1e-5)
+        for k, a, b in zip(leaves, g1, g2): torch.testing.assert_close(b, a, atol=1e-5, rtol=1e-4, msg=f'{backend} d{k}')
 
 def test_mambapy_weights_load_unchanged_and_agree():
     mambapy = pytest.importorskip('mambapy.mamba')

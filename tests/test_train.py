@@ -26,7 +26,7 @@ def test_papermill_default_run_reaches_95_percent(tmp_path, codec):
     assert summary['finished'] and summary['step_95'] is not None and summary['peak_acc'] >= 0.95
     assert ms['accuracy']['95']['step'] == summary['step_95']
     config = json.loads((run/'config.json').read_text())
-    assert config['codec'] == codec.label and config['backend'] == 'scan' and config['record']['packages']['torch']
+    assert config['codec'] == codec.label and config['backend'] == 'fused' and config['record']['packages']['torch']
     wavs = sorted((run/'samples').glob('*.wav'))
     assert [w.stem for w in wavs] == ['prompt_1', 'prompt_2', 'prompt_3', 'reference_codec', 'reference_generated']
     for w in wavs:
