@@ -60,7 +60,7 @@ def bench_blocks(d_models=(256, 768), lengths=(512, 1024, 4096), batch: int = 2,
             rows.append(row)
     return rows
 
-# %% ../nbs/12_bench.ipynb #845052ed
+# %% ../nbs/12_bench.ipynb #b00c4614
 def fragment(seconds: float = 10.0) -> Utterance:
     "One utterance of at least `seconds`, made by speaking consecutive corpus sentences as one text."
     sents, codec = corpus_sentences(), default_codec()
@@ -72,7 +72,8 @@ def fragment(seconds: float = 10.0) -> Utterance:
 def bench_models(presets=('tiny', 'phase2-pure', 'L4_H768_E1.5'), seconds: float = 10.0, repeat: int = 3,
                  device='auto', backend: str = 'auto', amp: bool = True) -> list:
     "ms per training step of each preset on one fragment of `seconds` (bf16 autocast on CUDA when `amp`)."
-    device, vocab, u = resolve_device(device), corpus_vocab(), fragment(seconds)
+    device = resolve_device(device) if isinstance(device, str) else torch.device(device)
+    vocab, u = corpus_vocab(), fragment(seconds)
     b = collate([u], vocab).to(device)
     rows = []
     for p in presets:
@@ -90,11 +91,12 @@ def bench_models(presets=('tiny', 'phase2-pure', 'L4_H768_E1.5'), seconds: float
         del model, opt
     return rows
 
-# %% ../nbs/12_bench.ipynb #0f47b7b9
+# %% ../nbs/12_bench.ipynb #2f27826a
 def markdown(rows) -> str:
-    "A Markdown table of benchmark rows (floats to 3 significant figures)."
-    cols = list(dict.fromkeys(k for r in rows for k in r))
-    fmt = lambda v: '' if v is None else f'{v:.3g}' if isinstance(v, float) else f'{v:,}' if isinstance(v, int) else str(v)
+    "A Markdown table of benchmark rows (floats to 3 significant figures; columns with no value left out)."
+    cols = [c for c in dict.fromkeys(k for r in rows for k in r) if any(r.get(c) is not None for r in rows)]
+    num = lambda v: f'{v:,.0f}' if abs(v) >= 100 else f'{v:.3g}'
+    fmt = lambda v: '' if v is None else num(v) if isinstance(v, float) else f'{v:,}' if isinstance(v, int) else str(v)
     return '\n'.join(['| ' + ' | '.join(cols) + ' |', '|' + '---|' * len(cols)]
                      + ['| ' + ' | '.join(fmt(r.get(c)) for c in cols) + ' |' for r in rows])
 

@@ -13,7 +13,7 @@ from .blocks import make_block
 __all__ = ['sinusoids', 'Stack', 'TextEncoder', 'DurationRegulator', 'StyleExtractor', 'AudioProcessor', 'TTSModel',
            'param_table', 'print_param_table']
 
-# %% ../nbs/06_model.ipynb #a8e97c45
+# %% ../nbs/06_model.ipynb #5bc02f72
 def sinusoids(length, dim, device=None):
     "Sinusoidal positions (length, dim)."
     pos = torch.arange(length, device=device, dtype=torch.float32)[:, None]
@@ -34,6 +34,14 @@ class Stack(nn.Module):
         x = x * mask[..., None]
         for b in self.blocks: x, _ = b(x, mask)
         return self.norm(x) * mask[..., None]
+
+    def chunk(self, x, states=None):
+        "One chunk x (b, t, d) of an unpadded sequence through causal blocks, carrying `states` → y, states."
+        if self.positions: raise ValueError('The transformer backbone attends to the whole sequence and is not streamable')
+        new = []
+        for b, s in zip(self.blocks, states or [None] * len(self.blocks)):
+            x, s = b(x, None, s); new.append(s)
+        return self.norm(x), new
 
 # %% ../nbs/06_model.ipynb #90485b7f
 class TextEncoder(nn.Module):
@@ -91,7 +99,7 @@ class AudioProcessor(nn.Module):
     def __init__(self, cfg): super().__init__(); self.stack = Stack(cfg, cfg.audio_layers, 'audio')
     def forward(self, frames, style, mask): return self.stack(frames + style[:, None], mask)
 
-# %% ../nbs/06_model.ipynb #052d248c
+# %% ../nbs/06_model.ipynb #2cb35f2a
 class TTSModel(nn.Module):
     "Phonemes + durations + reference codes → logits (b, 8, t, 1024) and log-durations (b, p)."
     def __init__(self, cfg: ModelConfig):
@@ -120,12 +128,24 @@ class TTSModel(nn.Module):
         codes = torch.stack([head(x).argmax(-1) for head in self.heads], 1)
         return codes * fmask[:, None], dur, fmask
 
+    @torch.no_grad()
+    def generate_stream(self, phonemes, ref_codes, speed: float = 1.0, chunk: int = 50):
+        """Streaming synthesis of one unpadded utterance: yields codes (1, 8, ≤chunk) chunk by chunk, the audio
+        processor carrying its SSM and conv states; the chunks join to exactly `generate`'s codes."""
+        pm, rm = torch.ones_like(phonemes, dtype=torch.bool), torch.ones(ref_codes.shape[0], ref_codes.shape[-1], dtype=torch.bool, device=ref_codes.device)
+        h = self.text(phonemes, pm)
+        frames, _ = self.duration.regulate(h, self.duration.frames(self.duration(h, pm), pm, speed))
+        x, states = frames + self.style(ref_codes, rm)[:, None], None
+        for t in range(0, x.shape[1], chunk):
+            y, states = self.audio.stack.chunk(x[:, t:t+chunk], states)
+            yield torch.stack([head(y).argmax(-1) for head in self.heads], 1)
+
     def param_split(self) -> dict:
         "Parameter count per component and in total."
         split = {n: sum(p.numel() for p in m.parameters()) for n, m in self.named_children()}
         return {**split, 'total': sum(split.values())}
 
-# %% ../nbs/06_model.ipynb #f49e2e05
+# %% ../nbs/06_model.ipynb #94b98cd4
 def param_table(presets=None, vocab_size: int = 58) -> list:
     "Rows of (preset, arch, per-component counts, total, study's count, relative difference) for named presets."
     from mambatts_nb.config import PRESETS, STUDY_PARAMS, model_config

@@ -19,8 +19,8 @@ except (ImportError, OSError):
     _mamba_ssm_scan = None
 
 # %% auto #0
-__all__ = ['ssm_step', 'LinearScan', 'linear_scan', 'FusedScan', 'fused_available', 'selective_scan_fused', 'selective_scan_step',
-           'selective_scan_parallel', 'mamba_ssm_available', 'resolve_backend', 'selective_scan']
+__all__ = ['ssm_step', 'LinearScan', 'linear_scan', 'FusedScan', 'fused_available', 'scan_fused', 'scan_step', 'scan_parallel',
+           'mamba_ssm_available', 'resolve_backend', 'selective_scan']
 
 # %% ../nbs/04_ssm.ipynb #670953cf
 def ssm_step(h, x, delta, A, B, C, D=None):
@@ -65,7 +65,7 @@ class LinearScan(torch.autograd.Function):
 
 def linear_scan(a, b, h0=None): return LinearScan.apply(a, b, h0)
 
-# %% ../nbs/04_ssm.ipynb #e9e3ba58
+# %% ../nbs/04_ssm.ipynb #ed89feac
 _CHUNK = 64
 
 if numba is not None:
@@ -129,14 +129,15 @@ if numba is not None:
                     dh0[bi, di] = gh
         return du, ddelta, dA, dB, dC, dh0
 
+def _np(t): return t.detach().contiguous().numpy()
+
 class FusedScan(torch.autograd.Function):
     "y_t = C_t · h_t with h_t = exp(Δ_t A) h_{t-1} + Δ_t B_t x_t, fused on CPU. Returns y (b, d, l), last state (b, d, n)."
     @staticmethod
     def forward(ctx, u, delta, A, B, C, h0):
-        np_ = lambda t: t.detach().contiguous().numpy()
         h0_ = h0 if h0 is not None else u.new_zeros(u.shape[0], u.shape[1], A.shape[1])
-        Bt, Ct = np_(B.transpose(1, 2)), np_(C.transpose(1, 2))
-        y, ck, last = _fused_fwd(np_(u), np_(delta), np_(A), Bt, Ct, np_(h0_), _CHUNK)
+        Bt, Ct = _np(B.transpose(1, 2)), _np(C.transpose(1, 2))
+        y, ck, last = _fused_fwd(_np(u), _np(delta), _np(A), Bt, Ct, _np(h0_), _CHUNK)
         ctx.save_for_backward(u, delta, A, B, C, torch.from_numpy(ck))
         ctx.has_h0 = h0 is not None
         return torch.from_numpy(y), torch.from_numpy(last)
@@ -144,12 +145,11 @@ class FusedScan(torch.autograd.Function):
     @staticmethod
     def backward(ctx, dy, dlast):
         u, delta, A, B, C, ck = ctx.saved_tensors
-        np_ = lambda t: t.detach().contiguous().numpy()
         if dy is None: dy = torch.zeros_like(u)
         if dlast is None: dlast = u.new_zeros(u.shape[0], u.shape[1], A.shape[1])
         G = min(u.shape[1], 4 * numba.get_num_threads())
-        du, dd, dA, dB, dC, dh0 = _fused_bwd(np_(u), np_(delta), np_(A), np_(B.transpose(1, 2)), np_(C.transpose(1, 2)),
-                                             ck.numpy(), np_(dy), np_(dlast), _CHUNK, G)
+        du, dd, dA, dB, dC, dh0 = _fused_bwd(_np(u), _np(delta), _np(A), _np(B.transpose(1, 2)), _np(C.transpose(1, 2)),
+                                             ck.numpy(), _np(dy), _np(dlast), _CHUNK, G)
         t = torch.from_numpy
         return (t(du), t(dd), t(dA), t(dB).sum(0).transpose(1, 2), t(dC).sum(0).transpose(1, 2),
                 t(dh0) if ctx.has_h0 else None)
@@ -158,37 +158,26 @@ def fused_available(device) -> bool:
     "True when numba imported and `device` is the CPU."
     return numba is not None and torch.device(device).type == 'cpu'
 
-def selective_scan_fused(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False, h0=None):
-    "The fused CPU kernel. Same arguments and result as `selective_scan`."
-    if delta_bias is not None: delta = delta + delta_bias[:, None]
-    if delta_softplus: delta = F.softplus(delta)
-    y, last = FusedScan.apply(u, delta, A, B, C, h0)
-    if D is not None: y = y + D[:, None] * u
-    return (y if z is None else y * F.silu(z)), last
+def scan_fused(u, delta, A, B, C, h0=None):
+    "The fused CPU kernel. Same arguments and result as `scan_step`."
+    return FusedScan.apply(u, delta, A, B, C, h0)
 
-# %% ../nbs/04_ssm.ipynb #59f09925
-def selective_scan_step(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False, h0=None):
-    "Reference: `ssm_step` over time. Same arguments and result as `selective_scan`."
-    if delta_bias is not None: delta = delta + delta_bias[:, None]
-    if delta_softplus: delta = F.softplus(delta)
+# %% ../nbs/04_ssm.ipynb #554de4ad
+def scan_step(u, delta, A, B, C, h0=None):
+    "Reference: `ssm_step` over time. u, delta (b, d, l) with Δ positive; A (d, n); B, C (b, n, l) → y (b, d, l), last state."
     h = torch.zeros(u.shape[0], *A.shape, dtype=u.dtype, device=u.device) if h0 is None else h0
     ys = []
     for t in range(u.shape[-1]):
-        y, h = ssm_step(h, u[..., t], delta[..., t], A, B[..., t], C[..., t], D)
+        y, h = ssm_step(h, u[..., t], delta[..., t], A, B[..., t], C[..., t])
         ys.append(y)
-    y = torch.stack(ys, -1)
-    return (y if z is None else y * F.silu(z)), h
+    return torch.stack(ys, -1), h
 
-def selective_scan_parallel(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False, h0=None):
-    "The doubling scan. Same arguments and result as `selective_scan`."
-    if delta_bias is not None: delta = delta + delta_bias[:, None]
-    if delta_softplus: delta = F.softplus(delta)
+def scan_parallel(u, delta, A, B, C, h0=None):
+    "The doubling scan. Same arguments and result as `scan_step`."
     dA = torch.exp(torch.einsum('bdl,dn->bldn', delta, A))                      # (b, l, d, n)
     dBu = torch.einsum('bdl,bnl->bldn', delta * u, B)                           # (b, l, d, n)
     h = linear_scan(dA, dBu, h0)                                               # (b, l, d, n)
-    y = torch.einsum('bldn,bnl->bdl', h, C)
-    if D is not None: y = y + D[:, None] * u
-    return (y if z is None else y * F.silu(z)), h[:, -1]
+    return torch.einsum('bldn,bnl->bdl', h, C), h[:, -1]
 
 def mamba_ssm_available(device) -> bool:
     "True when mamba_ssm's compiled kernels imported and `device` is CUDA."
@@ -211,7 +200,9 @@ def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_sof
     Returns y (b, d, l) and the last state (b, d, n)."""
     backend = resolve_backend(backend, u.device)
     if backend == 'mamba_ssm' and h0 is None:   # the CUDA kernel starts from a zero state
-        y, last = _mamba_ssm_scan(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state=True)
-        return y, last
-    fn = {'step': selective_scan_step, 'fused': selective_scan_fused}.get(backend, selective_scan_parallel)
-    return fn(u, delta, A, B, C, D, z, delta_bias, delta_softplus, h0)
+        return _mamba_ssm_scan(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state=True)
+    if delta_bias is not None: delta = delta + delta_bias[:, None]
+    if delta_softplus: delta = F.softplus(delta)
+    y, last = {'step': scan_step, 'fused': scan_fused}.get(backend, scan_parallel)(u, delta, A, B, C, h0)
+    if D is not None: y = y + D[:, None] * u
+    return (y if z is None else y * F.silu(z)), last
