@@ -65,7 +65,7 @@ class LinearScan(torch.autograd.Function):
 
 def linear_scan(a, b, h0=None): return LinearScan.apply(a, b, h0)
 
-# %% ../nbs/04_ssm.ipynb #ed89feac
+# %% ../nbs/04_ssm.ipynb #8065ab11
 _CHUNK = 64
 
 if numba is not None:
@@ -100,7 +100,7 @@ if numba is not None:
         dh0 = np.empty_like(dlast)
         per = (d + G - 1) // G
         for g in prange(G):
-            hs = np.empty((K + 1, n), dtype=u.dtype)
+            hs, As = np.empty((K + 1, n), dtype=u.dtype), np.empty((K, n), dtype=u.dtype)
             gh = np.empty(n, dtype=u.dtype)
             for di in range(g * per, min(d, (g + 1) * per)):
                 for bi in range(b):
@@ -111,14 +111,15 @@ if numba is not None:
                         for t in range(t0, t1):                      # recompute this chunk's states
                             dt, x = delta[bi, di, t], u[bi, di, t]
                             for k in range(n):
-                                hs[t - t0 + 1, k] = np.exp(dt * A[di, k]) * hs[t - t0, k] + dt * x * Bt[bi, t, k]
+                                As[t - t0, k] = np.exp(dt * A[di, k])
+                                hs[t - t0 + 1, k] = As[t - t0, k] * hs[t - t0, k] + dt * x * Bt[bi, t, k]
                         for t in range(t1 - 1, t0 - 1, -1):           # and walk it backwards
                             dt, x, gy = delta[bi, di, t], u[bi, di, t], dy[bi, di, t]
                             ddt, dx = 0.0, 0.0
                             for k in range(n):
                                 hp = hs[t - t0, k]
                                 gk = gh[k] + gy * Ct[bi, t, k]
-                                a = np.exp(dt * A[di, k])
+                                a = As[t - t0, k]
                                 dC[g, bi, t, k] += gy * hs[t - t0 + 1, k]
                                 dB[g, bi, t, k] += gk * dt * x
                                 dA[di, k] += gk * dt * a * hp
