@@ -10,7 +10,8 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 # %% auto #0
-__all__ = ['read_metrics', 'curves_figure', 'write_curves']
+__all__ = ['STUDY_RESULTS', 'read_metrics', 'curves_figure', 'write_curves', 'ci95', 'load_runs', 'phase_table', 'table_markdown',
+           'curves_band_figure', 'scatter_figure', 'write_report']
 
 # %% ../nbs/10_compare.ipynb #3be4f5ab
 def read_metrics(run_dir) -> dict:
@@ -42,3 +43,118 @@ def write_curves(run_dir) -> Path:
     path = Path(run_dir)/'curves.html'
     curves_figure([run_dir]).write_html(path, include_plotlyjs=True)
     return path
+
+# %% ../nbs/10_compare.ipynb #e653ab0d
+import math, re
+from scipy import stats
+
+STUDY_RESULTS = {   # the study's published numbers (ms/step, MB, step of 95%, peak accuracy %)
+    'phase1-transformer': dict(ms=17.22, mb=224), 'phase1-hybrid': dict(ms=11.07, mb=183),
+    'phase2-pure': dict(ms=112.4, step_95=533, peak=98.3),
+    **{f'phase2-hybrid-{k}': dict(ms=v) for k, v in zip(('small', 'medium', 'large', 'multi', 'xlarge'), (134.0, 144.5, 139.2, 141.1, 143.2))},
+    'L4_H768_E1.5': dict(ms=528, step_95=362, peak=99.4),
+}
+
+def ci95(values):
+    "Mean and 95% confidence half-width (Student t) of the non-None `values`; half-width None below 2 values."
+    v = [x for x in values if x is not None]
+    if not v: return None, None
+    m = sum(v) / len(v)
+    if len(v) < 2: return m, None
+    sd = math.sqrt(sum((x - m) ** 2 for x in v) / (len(v) - 1))
+    return m, stats.t.ppf(0.975, len(v) - 1) * sd / math.sqrt(len(v))
+
+def load_runs(phase_dir) -> list:
+    "Every run directory of a phase: name, configuration (name without seed), config, summary, failure."
+    runs = []
+    for d in sorted(p for p in Path(phase_dir).iterdir() if p.is_dir()):
+        rd = lambda f: json.loads((d/f).read_text()) if (d/f).exists() else None
+        runs.append(dict(name=d.name, group=re.sub(r'-s\d+$', '', d.name), dir=d, config=rd('config.json'),
+                         summary=rd('summary.json'), failed=rd('failed.json')))
+    return runs
+
+def _fmt(m, h, digits=1):
+    if m is None: return '–'
+    return f'{m:.{digits}f}' + (f' ± {h:.{digits}f}' if h is not None else '')
+
+def phase_table(runs) -> list:
+    "One row per configuration: seeds, params, timings and accuracies as mean ± 95% CI, the study's numbers."
+    groups = {}
+    for r in runs: groups.setdefault(r['group'], []).append(r)
+    rows = []
+    for g, rs in groups.items():
+        ok = [r['summary'] for r in rs if r['summary'] and r['summary'].get('finished')]
+        preset = (rs[0]['config'] or {}).get('preset') or g.split('-fragment')[0].split('-corpus')[0]
+        col = lambda f: ci95([f(s) for s in ok])
+        study = STUDY_RESULTS.get(preset, {})
+        rows.append(dict(config=g, seeds=len(ok), failed=sum(r['failed'] is not None for r in rs),
+                         params=ok[0]['params']['total'] if ok else None,
+                         fwd_ms=col(lambda s: s['ms_per_step']['fwd']), bwd_ms=col(lambda s: s['ms_per_step']['bwd']),
+                         ms=col(lambda s: s['ms_per_step']['total']), study_ms=study.get('ms'),
+                         peak_mb=col(lambda s: s['peak_mem_mb']), study_mb=study.get('mb'),
+                         step_95=col(lambda s: s['step_95']), study_step_95=study.get('step_95'),
+                         peak_acc=col(lambda s: 100 * s['peak_acc']), study_peak=study.get('peak'),
+                         heldout_acc=col(lambda s: s['heldout_acc'] and 100 * s['heldout_acc']),
+                         dur_acc=col(lambda s: 100 * s['final_dur_acc']), wall_95=ci95([_milestone_wall(r) for r in rs]),
+                         errors=[r['failed']['error'][:200] for r in rs if r['failed']]))
+    return rows
+
+def _milestone_wall(run):
+    "Wall seconds to the 95% milestone of a run dict (from load_runs), or None."
+    p = Path(run['dir'])/'milestones.json'
+    hit = json.loads(p.read_text())['accuracy'].get('95') if p.exists() else None
+    return hit and hit['wall_s']
+
+# %% ../nbs/10_compare.ipynb #47daa621
+def table_markdown(rows) -> str:
+    "The phase table as Markdown; failures listed below it."
+    head = ['config', 'seeds', 'params', 'ms/step fwd', 'bwd', 'total', 'study ms', 'peak MB', 'study MB', 'step of 95%',
+            'study', 'peak acc %', 'study', 'held-out acc %', 'dur acc %', 'wall s to 95%']
+    lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
+    s = lambda v: '–' if v is None else f'{v:,}' if isinstance(v, int) else f'{v:g}'
+    for r in rows:
+        lines.append('| ' + ' | '.join([r['config'], f"{r['seeds']}" + (f" (+{r['failed']} failed)" if r['failed'] else ''),
+            s(r['params']), _fmt(*r['fwd_ms']), _fmt(*r['bwd_ms']), _fmt(*r['ms']), s(r['study_ms']), _fmt(*r['peak_mb'], 0),
+            s(r['study_mb']), _fmt(*r['step_95'], 0), s(r['study_step_95']), _fmt(*r['peak_acc']), s(r['study_peak']),
+            _fmt(*r['heldout_acc']), _fmt(*r['dur_acc']), _fmt(*r['wall_95'])]) + ' |')
+    errs = [f"- `{r['config']}`: {e}" for r in rows for e in r['errors']]
+    return '\n'.join(lines + (['', 'Failed runs:', *errs] if errs else []))
+
+def curves_band_figure(runs) -> go.Figure:
+    "Mean token accuracy per configuration with a 95% CI band over seeds."
+    fig, groups = go.Figure(), {}
+    for r in runs:
+        if r['summary']: groups.setdefault(r['group'], []).append(read_metrics(r['dir'])['acc'])
+    for i, (g, curves) in enumerate(groups.items()):
+        n = min(map(len, curves)); color = f'hsl({(i * 67) % 360},70%,45%)'
+        stats_ = [ci95([c[t] for c in curves]) for t in range(n)]
+        m = [x[0] for x in stats_]; h = [x[1] or 0 for x in stats_]
+        steps = list(range(1, n + 1))
+        fig.add_trace(go.Scatter(x=steps + steps[::-1], y=[a + b for a, b in zip(m, h)] + [a - b for a, b in zip(m, h)][::-1],
+                                 fill='toself', line=dict(width=0), fillcolor=color.replace('hsl', 'hsla').replace(')', ',0.2)'),
+                                 showlegend=False, hoverinfo='skip'))
+        fig.add_trace(go.Scatter(x=steps, y=m, name=f'{g} (n={len(curves)})', line=dict(color=color)))
+    fig.update_layout(title='token accuracy, mean ± 95% CI over seeds', xaxis_title='step', height=420)
+    return fig
+
+def scatter_figure(rows, x: str, title: str) -> go.Figure:
+    "Peak accuracy (mean) against `x` ('params' or 'ms'), one point per configuration."
+    xs = [r[x] if x == 'params' else r[x][0] for r in rows]
+    fig = go.Figure(go.Scatter(x=xs, y=[r['peak_acc'][0] for r in rows], mode='markers+text', text=[r['config'] for r in rows],
+                               textposition='top center'))
+    fig.update_layout(title=title, xaxis_title=x, yaxis_title='peak token accuracy %', height=420)
+    return fig
+
+def write_report(phase_dir) -> Path:
+    "Write report.md (table) and report.html (table + learning curves + accuracy vs params and vs ms/step)."
+    phase_dir = Path(phase_dir)
+    runs = load_runs(phase_dir)
+    rows = phase_table(runs)
+    md = f'# {phase_dir.name}\n\n{len(runs)} runs in `{phase_dir}`; mean ± 95% CI over seeds.\n\n' + table_markdown(rows) + '\n'
+    (phase_dir/'report.md').write_text(md, encoding='utf-8')
+    figs = [curves_band_figure(runs), scatter_figure(rows, 'params', 'accuracy vs parameters'),
+            scatter_figure(rows, 'ms', 'accuracy vs ms/step')]
+    html = ''.join(f.to_html(full_html=False, include_plotlyjs=(i == 0)) for i, f in enumerate(figs))
+    import html as h
+    (phase_dir/'report.html').write_text(f'<html><meta charset="utf-8"><body><pre>{h.escape(md)}</pre>{html}</body></html>', encoding='utf-8')
+    return phase_dir/'report.md'
