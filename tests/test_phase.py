@@ -13,7 +13,9 @@ def test_phase_runs_skips_finished_and_records_failures(tmp_path):
     status = run_phase('1', seeds=1, steps=3, only=['phase1-hybrid'], out_dir=tmp_path, progress=False)
     run = tmp_path/'phase1'/'phase1-hybrid-fragment-s0'
     assert status == {'phase1-hybrid-fragment-s0': 'done'}
-    assert (run/'train.ipynb').is_file() and json.loads((run/'summary.json').read_text())['steps'] == 3
+    summary = json.loads((run/'summary.json').read_text())
+    assert (run/'train.ipynb').is_file() and summary['steps'] == 3 and summary['arch'] == 'hybrid'
+    assert json.loads((run/'config.json').read_text())['model']['kernels'] == [3, 5]
     assert run_phase('1', seeds=1, steps=3, only=['phase1-hybrid'], out_dir=tmp_path, progress=False) == {'phase1-hybrid-fragment-s0': 'skipped'}
     if torch.cuda.is_available(): pytest.skip('the failure below is provoked by asking for CUDA on a CPU machine')
     status = run_phase('1', seeds=1, steps=3, only=['phase1-transformer'], device='cuda', out_dir=tmp_path, progress=False)
