@@ -105,7 +105,7 @@ def _milestone_wall(run):
     hit = json.loads(p.read_text())['accuracy'].get('95') if p.exists() else None
     return hit and hit['wall_s']
 
-# %% ../nbs/10_compare.ipynb #47daa621
+# %% ../nbs/10_compare.ipynb #7d79d9ec
 def table_markdown(rows) -> str:
     "The phase table as Markdown; failures listed below it."
     head = ['config', 'seeds', 'params', 'ms/step fwd', 'bwd', 'total', 'study ms', 'peak MB', 'study MB', 'step of 95%',
@@ -150,7 +150,9 @@ def write_report(phase_dir) -> Path:
     phase_dir = Path(phase_dir)
     runs = load_runs(phase_dir)
     rows = phase_table(runs)
-    md = f'# {phase_dir.name}\n\n{len(runs)} runs in `{phase_dir}`; mean ± 95% CI over seeds.\n\n' + table_markdown(rows) + '\n'
+    md = (f'# {phase_dir.name}\n\n{len(runs)} runs in `{phase_dir}`; mean ± 95% CI (Student t) over seeds. "study" columns are the '
+          'study\'s published numbers, at its model sizes and on its GPU; peak MB is CUDA memory allocated on a GPU and '
+          'the process\'s peak resident memory on a CPU.\n\n' + table_markdown(rows) + '\n')
     (phase_dir/'report.md').write_text(md, encoding='utf-8')
     figs = [curves_band_figure(runs), scatter_figure(rows, 'params', 'accuracy vs parameters'),
             scatter_figure(rows, 'ms', 'accuracy vs ms/step')]
