@@ -11,7 +11,7 @@ from plotly.subplots import make_subplots
 
 # %% auto #0
 __all__ = ['STUDY_RESULTS', 'read_metrics', 'curves_figure', 'write_curves', 'ci95', 'load_runs', 'phase_table', 'table_markdown',
-           'curves_band_figure', 'scatter_figure', 'write_report']
+           'curves_band_figure', 'milestones_figure', 'scatter_figure', 'write_report']
 
 # %% ../nbs/10_compare.ipynb #3be4f5ab
 def read_metrics(run_dir) -> dict:
@@ -44,7 +44,7 @@ def write_curves(run_dir) -> Path:
     curves_figure([run_dir]).write_html(path, include_plotlyjs=True)
     return path
 
-# %% ../nbs/10_compare.ipynb #e653ab0d
+# %% ../nbs/10_compare.ipynb #b5823ec8
 import math, re
 from scipy import stats
 
@@ -96,6 +96,7 @@ def phase_table(runs) -> list:
                          peak_acc=col(lambda s: 100 * s['peak_acc']), study_peak=study.get('peak'),
                          heldout_acc=col(lambda s: s['heldout_acc'] and 100 * s['heldout_acc']),
                          dur_acc=col(lambda s: 100 * s['final_dur_acc']), wall_95=ci95([_milestone_wall(r) for r in rs]),
+                         acc_cb=[ci95([100 * s['acc_cb'][k] for s in ok])[0] for k in range(8)] if ok else None,
                          errors=[r['failed']['error'][:200] for r in rs if r['failed']]))
     return rows
 
@@ -105,18 +106,19 @@ def _milestone_wall(run):
     hit = json.loads(p.read_text())['accuracy'].get('95') if p.exists() else None
     return hit and hit['wall_s']
 
-# %% ../nbs/10_compare.ipynb #7d79d9ec
+# %% ../nbs/10_compare.ipynb #67616a4b
 def table_markdown(rows) -> str:
     "The phase table as Markdown; failures listed below it."
     head = ['config', 'seeds', 'params', 'ms/step fwd', 'bwd', 'total', 'study ms', 'peak MB', 'study MB', 'step of 95%',
-            'study', 'peak acc %', 'study', 'held-out acc %', 'dur acc %', 'wall s to 95%']
+            'study', 'peak acc %', 'study', 'held-out acc %', 'dur acc %', 'wall s to 95%', 'final acc % per codebook 1–8']
     lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
     s = lambda v: '–' if v is None else f'{v:,}' if isinstance(v, int) else f'{v:g}'
     for r in rows:
         lines.append('| ' + ' | '.join([r['config'], f"{r['seeds']}" + (f" (+{r['failed']} failed)" if r['failed'] else ''),
             s(r['params']), _fmt(*r['fwd_ms']), _fmt(*r['bwd_ms']), _fmt(*r['ms']), s(r['study_ms']), _fmt(*r['peak_mb'], 0),
             s(r['study_mb']), _fmt(*r['step_95'], 0), s(r['study_step_95']), _fmt(*r['peak_acc']), s(r['study_peak']),
-            _fmt(*r['heldout_acc']), _fmt(*r['dur_acc']), _fmt(*r['wall_95'])]) + ' |')
+            _fmt(*r['heldout_acc']), _fmt(*r['dur_acc']), _fmt(*r['wall_95']),
+            ' '.join(f'{a:.0f}' for a in r['acc_cb']) if r['acc_cb'] else '–']) + ' |')
     errs = [f"- `{r['config']}`: {e}" for r in rows for e in r['errors']]
     return '\n'.join(lines + (['', 'Failed runs:', *errs] if errs else []))
 
@@ -137,6 +139,20 @@ def curves_band_figure(runs) -> go.Figure:
     fig.update_layout(title='token accuracy, mean ± 95% CI over seeds', xaxis_title='step', height=420)
     return fig
 
+def milestones_figure(runs) -> go.Figure:
+    "Milestone timeline: for each configuration, the mean step at which each accuracy threshold was first reached."
+    from mambatts_nb.metrics import ACC_THRESHOLDS
+    fig, groups = go.Figure(), {}
+    for r in runs:
+        p = Path(r['dir'])/'milestones.json'
+        if p.exists(): groups.setdefault(r['group'], []).append(json.loads(p.read_text())['accuracy'])
+    for g, ms in groups.items():
+        steps = [ci95([m[str(t)] and m[str(t)]['step'] for m in ms])[0] for t in ACC_THRESHOLDS]
+        fig.add_trace(go.Scatter(x=steps, y=list(ACC_THRESHOLDS), mode='lines+markers', name=g))
+    fig.update_layout(title='milestones: step at which each accuracy threshold is first reached (mean over seeds)',
+                      xaxis_title='step', yaxis_title='token accuracy threshold %', height=420)
+    return fig
+
 def scatter_figure(rows, x: str, title: str) -> go.Figure:
     "Peak accuracy (mean) against `x` ('params' or 'ms'), one point per configuration."
     xs = [r[x] if x == 'params' else r[x][0] for r in rows]
@@ -146,7 +162,7 @@ def scatter_figure(rows, x: str, title: str) -> go.Figure:
     return fig
 
 def write_report(phase_dir) -> Path:
-    "Write report.md (table) and report.html (table + learning curves + accuracy vs params and vs ms/step)."
+    "Write report.md (table) and report.html (table, learning curves, milestones, accuracy vs params and vs ms/step)."
     phase_dir = Path(phase_dir)
     runs = load_runs(phase_dir)
     rows = phase_table(runs)
@@ -154,7 +170,7 @@ def write_report(phase_dir) -> Path:
           'study\'s published numbers, at its model sizes and on its GPU; peak MB is CUDA memory allocated on a GPU and '
           'the process\'s peak resident memory on a CPU.\n\n' + table_markdown(rows) + '\n')
     (phase_dir/'report.md').write_text(md, encoding='utf-8')
-    figs = [curves_band_figure(runs), scatter_figure(rows, 'params', 'accuracy vs parameters'),
+    figs = [curves_band_figure(runs), milestones_figure(runs), scatter_figure(rows, 'params', 'accuracy vs parameters'),
             scatter_figure(rows, 'ms', 'accuracy vs ms/step')]
     html = ''.join(f.to_html(full_html=False, include_plotlyjs=(i == 0)) for i, f in enumerate(figs))
     import html as h

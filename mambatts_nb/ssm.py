@@ -65,11 +65,11 @@ class LinearScan(torch.autograd.Function):
 
 def linear_scan(a, b, h0=None): return LinearScan.apply(a, b, h0)
 
-# %% ../nbs/04_ssm.ipynb #8065ab11
+# %% ../nbs/04_ssm.ipynb #13278958
 _CHUNK = 64
 
 if numba is not None:
-    @njit(parallel=True, cache=True, fastmath=True)
+    @njit(parallel=True, cache=True, fastmath=True, nogil=True)
     def _fused_fwd(u, delta, A, Bt, Ct, h0, K):
         "u, delta (b, d, l); A (d, n); Bt, Ct (b, l, n); h0 (b, d, n) → y (b, d, l), chunk states, last state."
         b, d, l = u.shape
@@ -90,7 +90,7 @@ if numba is not None:
             last[bi, di] = h
         return y, ck, last
 
-    @njit(parallel=True, cache=True, fastmath=True)
+    @njit(parallel=True, cache=True, fastmath=True, nogil=True)
     def _fused_bwd(u, delta, A, Bt, Ct, ck, dy, dlast, K, G):
         "Gradients of `_fused_fwd`; B and C gradients are summed over the channels of each of G groups."
         b, d, l = u.shape

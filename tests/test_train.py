@@ -84,3 +84,9 @@ def test_corpus_protocol_logs_heldout_accuracy(tmp_path):
     config = json.loads((tmp_path/'corpus'/'config.json').read_text())
     assert config['n_heldout'] == 20 and config['n_train'] >= 180
     assert 0 <= s['heldout_acc'] <= 1 and s['heldout_acc'] == float(rows[-1]['heldout_acc'])
+
+def test_non_finite_loss_stops_with_a_clear_message(tmp_path):
+    with pytest.raises(FloatingPointError, match=r'Loss became (nan|inf) at step \d+; stopped'):
+        train(model_config('tiny', d_model=32, text_layers=1, audio_layers=1), TrainConfig(steps=20, lr=1e30), tmp_path/'nan', progress=False)
+    rows = list(csv.DictReader((tmp_path/'nan'/'metrics.csv').open()))
+    assert 1 <= len(rows) < 20 and all(r['loss'] not in ('nan', 'inf') for r in rows)
