@@ -32,7 +32,11 @@ def test_papermill_default_run_reaches_95_percent(tmp_path, codec):
     for w in wavs:
         audio, sr = sf.read(w)
         assert sr == 24000 and len(audio) > 2400
-    assert json.loads((run/'samples'/'samples.json').read_text())[0]['codec'] == codec.label
+    samples = json.loads((run/'samples'/'samples.json').read_text())
+    assert samples[0]['codec'] == codec.label
+    gen = next(s for s in samples if s['name'] == 'reference_generated')
+    assert gen['log_mel_l1'] >= 0 and gen['mcd_db'] >= 0 and gen['duration_error_frames'] >= 0
+    assert json.loads((run/'summary.json').read_text())['samples'] == samples
 
 @pytest.mark.parametrize('arch', ['hybrid', 'transformer'])
 def test_papermill_other_archs(tmp_path, arch):
@@ -90,3 +94,16 @@ def test_non_finite_loss_stops_with_a_clear_message(tmp_path):
         train(model_config('tiny', d_model=32, text_layers=1, audio_layers=1), TrainConfig(steps=20, lr=1e30), tmp_path/'nan', progress=False)
     rows = list(csv.DictReader((tmp_path/'nan'/'metrics.csv').open()))
     assert 1 <= len(rows) < 20 and all(r['loss'] not in ('nan', 'inf') for r in rows)
+
+def test_mambatts_generate_cli_writes_a_wav(tmp_path):
+    import subprocess, sys
+    train(model_config('tiny', d_model=32, text_layers=1, audio_layers=1), TrainConfig(steps=2), tmp_path/'run', progress=False)
+    out = tmp_path/'litwo.wav'
+    cli = Path(sys.executable).parent/'mambatts'
+    r = subprocess.run([str(cli), 'generate', 'Litwo! Ojczyzno moja!', '--run', str(tmp_path/'run'), '--out', str(out), '--chunk', '20'],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    audio, sr = sf.read(out)
+    assert sr == 24000 and len(audio) > 2400 and 'codec:' in r.stdout
+    r = subprocess.run([str(cli), 'generate', 'Litwo!', '--run', str(tmp_path/'nope')], capture_output=True, text=True)
+    assert r.returncode != 0 and "config.json' not found" in r.stderr
