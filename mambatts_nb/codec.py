@@ -12,9 +12,9 @@ from encodec import __version__ as encodec_version
 
 # %% auto #0
 __all__ = ['SAMPLE_RATE', 'FRAME_RATE', 'HOP', 'N_CODEBOOKS', 'CODEBOOK_SIZE', 'BANDWIDTH', 'PRETRAINED_LABEL', 'FALLBACK_LABEL',
-           'CODEC_MODES', 'cache_dir', 'atomic_save', 'kmeans', 'Codec', 'calibrate', 'load_codec']
+           'CODEC_MODES', 'cache_dir', 'atomic_write', 'atomic_save', 'kmeans', 'Codec', 'calibrate', 'load_codec']
 
-# %% ../nbs/02_codec.ipynb #64e50313
+# %% ../nbs/02_codec.ipynb #9d070de2
 SAMPLE_RATE, FRAME_RATE, HOP = 24_000, 75, 320
 N_CODEBOOKS, CODEBOOK_SIZE, BANDWIDTH = 8, 1024, 6.0
 PRETRAINED_LABEL = 'codec: pretrained EnCodec 24 kHz, 6 kbps'
@@ -26,12 +26,16 @@ def cache_dir() -> Path:
     d = os.environ.get('MAMBATTS_CACHE') or Path(os.environ.get('XDG_CACHE_HOME', Path.home()/'.cache'))/'mambatts_nb'
     return Path(d)
 
-def atomic_save(obj, path):
-    "`torch.save` to a temporary file beside `path`, then rename: a crash never leaves half a file."
+def atomic_write(path, write):
+    "Call `write(tmp)` on a temporary file beside `path`, then rename it over `path`: a crash never leaves half a file."
     path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f'.{path.name}.tmp{os.getpid()}')
-    torch.save(obj, tmp)
+    write(tmp)
     os.replace(tmp, path)
+
+def atomic_save(obj, path):
+    "`torch.save` through `atomic_write`."
+    atomic_write(path, lambda tmp: torch.save(obj, tmp))
 
 # %% ../nbs/02_codec.ipynb #af723bbc
 def kmeans(x: torch.Tensor, k: int, iters: int = 10, seed: int = 0):

@@ -44,9 +44,10 @@ def write_curves(run_dir) -> Path:
     curves_figure([run_dir]).write_html(path, include_plotlyjs=True)
     return path
 
-# %% ../nbs/10_compare.ipynb #b5823ec8
+# %% ../nbs/10_compare.ipynb #dee6399a
 import math, re
 from scipy import stats
+from .train import read_json
 
 STUDY_RESULTS = {   # the study's published numbers (ms/step, MB, step of 95%, peak accuracy %)
     'phase1-transformer': dict(ms=17.22, mb=224), 'phase1-hybrid': dict(ms=11.07, mb=183),
@@ -68,9 +69,8 @@ def load_runs(phase_dir) -> list:
     "Every run directory of a phase: name, configuration (name without seed), config, summary, failure."
     runs = []
     for d in sorted(p for p in Path(phase_dir).iterdir() if p.is_dir()):
-        rd = lambda f: json.loads((d/f).read_text()) if (d/f).exists() else None
-        runs.append(dict(name=d.name, group=re.sub(r'-s\d+$', '', d.name), dir=d, config=rd('config.json'),
-                         summary=rd('summary.json'), failed=rd('failed.json')))
+        runs.append(dict(name=d.name, group=re.sub(r'-s\d+$', '', d.name), dir=d, config=read_json(d/'config.json'),
+                         summary=read_json(d/'summary.json'), failed=read_json(d/'failed.json')))
     return runs
 
 def _fmt(m, h, digits=1):

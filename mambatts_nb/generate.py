@@ -16,7 +16,8 @@ from .model import TTSModel
 from .train import write_json
 
 # %% auto #0
-__all__ = ['audio_measures', 'load_run', 'synthesise', 'write_samples', 'stream_audio', 'measure_streaming', 'generate_cli']
+__all__ = ['audio_measures', 'load_run', 'synthesise', 'write_samples', 'stream_audio', 'measure_streaming', 'synthesise_to_wav',
+           'generate_cli']
 
 # %% ../nbs/09_generate.ipynb #fce07e52
 def audio_measures(generated: torch.Tensor, reference: torch.Tensor) -> dict:
@@ -96,7 +97,20 @@ def measure_streaming(model, vocab, codec, text: str, ref: Utterance, chunk: int
     total = time.perf_counter() - t0
     return dict(time_to_first_audio_s=first, rtf=total / (n / SAMPLE_RATE), audio_s=n / SAMPLE_RATE, chunk_frames=chunk)
 
-# %% ../nbs/09_generate.ipynb #7e08db95
+# %% ../nbs/09_generate.ipynb #5fd02caf
+def synthesise_to_wav(run, text: str, out=None, speed: float = 1.0, chunk: int = 0, ref: int = 0):
+    "Speak `text` with the run in `run` (style of corpus utterance `ref`; streamed when `chunk` > 0) into a 24 kHz WAV. Returns the path and the codec."
+    from mambatts_nb.data import load_corpus, default_codec
+    model, vocab, config = load_run(run)
+    codec, reference = default_codec(), load_corpus([ref], progress=False)[0]
+    if config['codec_key'] != codec.key: print(f"warning: run trained with codec {config['codec_key']}, decoding with {codec.key}")
+    if chunk: audio = torch.cat([a for _, a in stream_audio(model, vocab, codec, text, reference, speed, chunk)])
+    else: audio = codec.decode(synthesise(model, vocab, text, reference, speed)[0]['codes'])
+    out = Path(out or Path(run)/'samples'/'generated.wav'); out.parent.mkdir(parents=True, exist_ok=True)
+    sf.write(out, audio.clamp(-1, 1).numpy(), SAMPLE_RATE)
+    return out, codec
+
+# %% ../nbs/09_generate.ipynb #1497c80a
 from fastcore.script import call_parse
 
 @call_parse
@@ -107,14 +121,7 @@ def generate_cli(text: str,                 # Polish text to speak
                  chunk: int = 0,            # frames per streamed chunk; 0 = one pass
                  ref: int = 0):             # corpus utterance giving the style
     "Synthesise `text` with a trained run and write a 24 kHz WAV."
-    from mambatts_nb.data import load_corpus, default_codec
     if not run: raise ValueError('--run is required: a run directory such as outputs/train/tiny-pure-fragment-s0')
-    model, vocab, config = load_run(run)
-    codec, reference = default_codec(), load_corpus([ref], progress=False)[0]
-    if config['codec_key'] != codec.key: print(f"warning: run trained with codec {config['codec_key']}, decoding with {codec.key}")
-    if chunk: audio = torch.cat([a for _, a in stream_audio(model, vocab, codec, text, reference, speed, chunk)])
-    else: audio = codec.decode(synthesise(model, vocab, text, reference, speed)[0]['codes'])
-    out = Path(out or Path(run)/'samples'/'generated.wav'); out.parent.mkdir(parents=True, exist_ok=True)
-    sf.write(out, audio.clamp(-1, 1).numpy(), SAMPLE_RATE)
-    print(f'{out} ({len(audio) / SAMPLE_RATE:.2f} s) — {codec.label}')
+    out, codec = synthesise_to_wav(run, text, out, speed, chunk, ref)
+    print(f'{out} ({sf.info(out).duration:.2f} s) — {codec.label}')
     return out
