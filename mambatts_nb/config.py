@@ -9,8 +9,8 @@ from dataclasses import dataclass, field, asdict
 
 # %% auto #0
 __all__ = ['ARCHS', 'KERNEL_PAIRS', 'BACKENDS', 'TEXT_DIRECTIONS', 'STYLE_DIRECTIONS', 'BIDIR_COMBINES', 'DATA_PROTOCOLS',
-           'DEVICES', 'PRESETS', 'STUDY_PARAMS', 'check_choice', 'check_positive', 'ModelConfig', 'TrainConfig',
-           'model_config']
+           'DEVICES', 'GRID', 'EMBED_WIDTHS', 'PRESETS', 'STUDY_PARAMS', 'check_choice', 'check_positive',
+           'ModelConfig', 'TrainConfig', 'depth', 'model_config']
 
 # %% ../nbs/00_config.ipynb #14736b54
 ARCHS = ('pure', 'hybrid', 'transformer')
@@ -124,8 +124,14 @@ class TrainConfig:
         return self
 
 # %% ../nbs/00_config.ipynb #4c0f3287
-def _grid(L, H, E):
-    return dict(arch='pure', d_model=H, expand=E, text_layers=L, style_layers=2, audio_layers=3*L)
+def depth(L: int) -> dict:
+    "The study's depth split for a depth `L`: text encoder L blocks, audio processor 3L (the style extractor is left as is)."
+    return dict(text_layers=L, audio_layers=3 * L)
+
+def _grid(L, H, E): return dict(arch='pure', d_model=H, expand=E, style_layers=2, **depth(L))
+
+GRID = [(L, H, E) for L in (4, 6, 12) for H in (256, 384, 512, 768) for E in (1.5, 2.0, 2.5, 3.0)]   # phase 3
+EMBED_WIDTHS = (256, 320, 384, 448, 512, 640, 768)                                                  # phase 4
 
 PRESETS = {
     'tiny':               dict(arch='pure', d_model=128, expand=1.5, text_layers=2, style_layers=1, audio_layers=2),
@@ -134,9 +140,9 @@ PRESETS = {
                                style_layers=1, audio_layers=3),
     'phase2-pure':        _grid(4, 512, 2.0),
     **{f'phase2-hybrid-{k}': dict(_grid(4, 512, 2.0), arch='hybrid', kernels=v) for k, v in KERNEL_PAIRS.items()},
-    **{f'L{L}_H{H}_E{E}': _grid(L, H, E) for L in (4, 6, 12) for H in (256, 384, 512, 768) for E in (1.5, 2.0, 2.5, 3.0)},
+    **{f'L{L}_H{H}_E{E}': _grid(L, H, E) for L, H, E in GRID},
+    **{f'phase4-E{e}': dict(_grid(4, 768, 1.5), embed_dim=e) for e in EMBED_WIDTHS},
 }
-PRESETS.update({f'phase4-E{e}': dict(_grid(4, 768, 1.5), embed_dim=e) for e in (256, 320, 384, 448, 512, 640, 768)})
 
 STUDY_PARAMS = {'phase1-transformer': 5_735_297, 'phase1-hybrid': 3_165_569, 'phase2-pure': 38_015_746,
                 **{f'phase2-hybrid-{k}': 42_577_794 for k in KERNEL_PAIRS}, 'L4_H768_E1.5': 64_800_000}
