@@ -12,8 +12,8 @@ from plotly.subplots import make_subplots
 from .runs import read_json, read_config, read_summary, read_milestones, read_metrics
 
 # %% auto #0
-__all__ = ['STUDY_RESULTS', 'curves_figure', 'write_curves', 'ci95', 'load_runs', 'phase_table', 'table_markdown',
-           'curves_band_figure', 'milestones_figure', 'scatter_figure', 'write_report']
+__all__ = ['STUDY_RESULTS', 'STUDY_NOTES', 'curves_figure', 'write_curves', 'ci95', 'load_runs', 'phase_table', 'table_markdown',
+           'verdicts', 'curves_band_figure', 'milestones_figure', 'scatter_figure', 'write_report']
 
 # %% ../nbs/11_compare.ipynb #3be4f5ab
 def curves_figure(run_dirs) -> go.Figure:
@@ -25,10 +25,13 @@ def curves_figure(run_dirs) -> go.Figure:
         held = [(s, a) for s, a in zip(m['step'], m['heldout_acc']) if a is not None]
         if held: fig.add_trace(go.Scatter(x=[s for s, _ in held], y=[a for _, a in held], name=f'{name} held-out',
                                           line=dict(color=color, dash='dash')), 1, 1)
+        floor = ((read_config(rd) or {}).get('baselines') or {}).get('majority_acc')
+        if floor is not None:                                  # what always answering the most frequent code scores
+            fig.add_trace(go.Scatter(x=[m['step'][0], m['step'][-1]], y=[floor, floor], mode='lines', line=dict(color=color, dash='dot'),
+                                     name=f'{name} majority-code floor'), 1, 1)
         fig.add_trace(go.Scatter(x=m['step'], y=m['loss'], name=f'{name} loss', line=dict(color=color), showlegend=False), 1, 2)
         fig.add_trace(go.Scatter(x=m['step'], y=m['dur_acc'], name=f'{name} duration', line=dict(color=color), showlegend=False), 1, 3)
-        ms = Path(rd)/'milestones.json'
-        hit = json.loads(ms.read_text())['accuracy'].get('95') if ms.exists() else None
+        hit = (read_milestones(rd) or {}).get('accuracy', {}).get('95')
         if hit: fig.add_trace(go.Scatter(x=[hit['step']], y=[0.95], mode='markers+text', text=[f"95% @ {hit['step']}"],
                                          textposition='bottom right', marker=dict(color=color, size=10), showlegend=False), 1, 1)
     fig.update_yaxes(type='log', row=1, col=2)
@@ -42,11 +45,24 @@ def write_curves(run_dir) -> Path:
     return path
 
 # %% ../nbs/11_compare.ipynb #dee6399a
-STUDY_RESULTS = {   # the study's published numbers (ms/step, MB, step of 95%, peak accuracy %)
-    'phase1-transformer': dict(ms=17.22, mb=224), 'phase1-hybrid': dict(ms=11.07, mb=183),
-    'phase2-pure': dict(ms=112.4, step_95=533, peak=98.3),
-    **{f'phase2-hybrid-{k}': dict(ms=v) for k, v in zip(('small', 'medium', 'large', 'multi', 'xlarge'), (134.0, 144.5, 139.2, 141.1, 143.2))},
-    'L4_H768_E1.5': dict(ms=528, step_95=362, peak=99.4),
+_HYBRIDS = ('small', 'medium', 'large', 'multi', 'xlarge')
+STUDY_RESULTS = {   # every number the study publishes per configuration: params, ms/step, MB, step of 95%, peak and final acc %
+    'phase1-transformer': dict(params=5_735_297, ms=17.22, mb=224, final=100.0),
+    'phase1-hybrid': dict(params=3_165_569, ms=11.07, mb=183, final=100.0),
+    'phase2-pure': dict(params=38_015_746, ms=112.4, step_95=533, peak=98.3),
+    **{f'phase2-hybrid-{k}': dict(params=42_577_794, ms=ms, step_95=s95, peak=pk) for k, ms, s95, pk in
+       zip(_HYBRIDS, (134.0, 144.5, 139.2, 141.1, 143.2), (578, 691, 667, 676, None), (98.3, 98.3, 98.3, 98.3, 80.0))},
+    'L4_H768_E1.5': dict(params=64_800_000, ms=528, step_95=362, peak=99.4),
+    'L12_H768_E1.5': dict(peak=96.8),
+}
+STUDY_NOTES = {     # what the study says that is not one number of one configuration
+    'phase1': 'Both reach 100% on the fragment; the hybrid is 45% smaller and 36% faster per step.',
+    'phase2': ('Pure Mamba reaches 95% first (step 533); XLarge (9,11) never reaches 95% and stalls at 80.0%. The study\'s '
+               'milestone table (10/50/90/95% for pure, small, medium) is not transcribed here.'),
+    'phase3': ('Five configurations published: L4_H768_E1.5 best (99.4%, 95% at 362, 64.8M, 528 ms/step); L12_H768_E1.5 '
+               '96.8%; every H256 configuration "failed" (crashed); H384 reached 50–52%; expand 1.5 beats 2.0–3.0; '
+               'shallow-wide beats deep.'),
+    'phase4': 'Hypothesis only: embed_dim 512 is best. The study\'s "efficiency score" is undefined (no formula given) and not shown.',
 }
 
 def ci95(values):
@@ -59,61 +75,84 @@ def ci95(values):
     return m, stats.t.ppf(0.975, len(v) - 1) * sd / math.sqrt(len(v))
 
 def load_runs(phase_dir) -> list:
-    "Every run directory of a phase: name, configuration (name without seed), config, summary, failure."
+    "Every run directory of a phase: name, group (from config.json, or failed.json for a run that failed before it), files."
     runs = []
     for d in sorted(p for p in Path(phase_dir).iterdir() if p.is_dir()):
-        runs.append(dict(name=d.name, group=re.sub(r'-s\d+$', '', d.name), dir=d, config=read_json(d/'config.json'),
-                         summary=read_json(d/'summary.json'), failed=read_json(d/'failed.json')))
+        config, failed = read_config(d), read_json(d/'failed.json')
+        runs.append(dict(name=d.name, group=(config or failed or {}).get('group', d.name), dir=d, config=config,
+                         summary=read_summary(d), failed=failed))
     return runs
 
 def _fmt(m, h, digits=1):
     if m is None: return '–'
     return f'{m:.{digits}f}' + (f' ± {h:.{digits}f}' if h is not None else '')
 
+def _pct(v): return None if v is None else 100 * v
+
 def phase_table(runs) -> list:
-    "One row per configuration: seeds, params, timings and accuracies as mean ± 95% CI, the study's numbers."
+    "One row per configuration: seeds, params, timings, memory, accuracies and their guessing floors as mean ± 95% CI; the study's numbers."
     groups = {}
     for r in runs: groups.setdefault(r['group'], []).append(r)
     rows = []
     for g, rs in groups.items():
         ok = [r['summary'] for r in rs if r['summary'] and r['summary'].get('finished')]
-        preset = (rs[0]['config'] or {}).get('preset') or g.split('-fragment')[0].split('-corpus')[0]
+        preset = next((r['config']['preset'] for r in rs if r['config']), None) or next((r['failed'].get('params', {}).get('preset')
+                                                                                        for r in rs if r['failed']), None)
         col = lambda f: ci95([f(s) for s in ok])
         study = STUDY_RESULTS.get(preset, {})
-        rows.append(dict(config=g, seeds=len(ok), failed=sum(r['failed'] is not None for r in rs),
-                         params=ok[0]['params']['total'] if ok else None,
+        rows.append(dict(config=g, preset=preset, seeds=len(ok), failed=sum(r['failed'] is not None for r in rs),
+                         params=ok[0]['params']['total'] if ok else None, study_params=study.get('params'),
                          fwd_ms=col(lambda s: s['ms_per_step']['fwd']), bwd_ms=col(lambda s: s['ms_per_step']['bwd']),
                          ms=col(lambda s: s['ms_per_step']['total']), study_ms=study.get('ms'),
-                         peak_mb=col(lambda s: s['peak_mem_mb']), study_mb=study.get('mb'),
+                         tensor_mb=col(lambda s: s.get('tensor_peak_mb')), study_mb=study.get('mb'),
                          step_95=col(lambda s: s['step_95']), study_step_95=study.get('step_95'),
                          peak_acc=col(lambda s: 100 * s['peak_acc']), study_peak=study.get('peak'),
-                         heldout_acc=col(lambda s: s['heldout_acc'] and 100 * s['heldout_acc']),
+                         final_acc=col(lambda s: 100 * s['final_acc']), study_final=study.get('final'),
+                         heldout_acc=col(lambda s: _pct(s.get('heldout_acc'))),
+                         majority=col(lambda s: _pct(s.get('baselines', {}).get('majority_acc'))),
+                         floor_on=ok[0].get('baselines', {}).get('on') if ok else None,
+                         heldout_ce=col(lambda s: s.get('heldout_ce')), unigram_ce=col(lambda s: s.get('baselines', {}).get('unigram_ce')),
+                         nats_gained=col(lambda s: s.get('nats_gained') or None),
                          dur_acc=col(lambda s: 100 * s['final_dur_acc']), wall_95=ci95([_milestone_wall(r) for r in rs]),
-                         acc_cb=[ci95([100 * s['acc_cb'][k] for s in ok])[0] for k in range(8)] if ok else None,
+                         acc_cb=[ci95([100 * s['acc_cb'][k] for s in ok])[0] for k in range(len(ok[0]['acc_cb']))] if ok else None,
                          errors=[r['failed']['error'][:200] for r in rs if r['failed']]))
     return rows
 
 def _milestone_wall(run):
     "Wall seconds to the 95% milestone of a run dict (from load_runs), or None."
-    p = Path(run['dir'])/'milestones.json'
-    hit = json.loads(p.read_text())['accuracy'].get('95') if p.exists() else None
+    hit = (read_milestones(run['dir']) or {}).get('accuracy', {}).get('95')
     return hit and hit['wall_s']
 
 # %% ../nbs/11_compare.ipynb #67616a4b
 def table_markdown(rows) -> str:
     "The phase table as Markdown; failures listed below it."
-    head = ['config', 'seeds', 'params', 'ms/step fwd', 'bwd', 'total', 'study ms', 'peak MB', 'study MB', 'step of 95%',
-            'study', 'peak acc %', 'study', 'held-out acc %', 'dur acc %', 'wall s to 95%', 'final acc % per codebook 1–8']
+    head = ['config', 'seeds', 'params', 'study', 'ms/step fwd', 'bwd', 'total', 'study ms', 'tensor peak MB', 'study MB',
+            'step of 95%', 'study', 'peak acc %', 'study', 'final acc %', 'study', 'held-out acc %', 'majority-code floor %',
+            'held-out CE nats', 'unigram CE nats', 'dur acc %', 'wall s to 95%', 'final acc % per codebook']
     lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
     s = lambda v: '–' if v is None else f'{v:,}' if isinstance(v, int) else f'{v:g}'
     for r in rows:
+        floor = _fmt(*r['majority']) + (' (train frames)' if r['floor_on'] == 'train' else '')
         lines.append('| ' + ' | '.join([r['config'], f"{r['seeds']}" + (f" (+{r['failed']} failed)" if r['failed'] else ''),
-            s(r['params']), _fmt(*r['fwd_ms']), _fmt(*r['bwd_ms']), _fmt(*r['ms']), s(r['study_ms']), _fmt(*r['peak_mb'], 0),
-            s(r['study_mb']), _fmt(*r['step_95'], 0), s(r['study_step_95']), _fmt(*r['peak_acc']), s(r['study_peak']),
-            _fmt(*r['heldout_acc']), _fmt(*r['dur_acc']), _fmt(*r['wall_95']),
+            s(r['params']), s(r['study_params']), _fmt(*r['fwd_ms']), _fmt(*r['bwd_ms']), _fmt(*r['ms']), s(r['study_ms']),
+            _fmt(*r['tensor_mb'], 0), s(r['study_mb']), _fmt(*r['step_95'], 0), s(r['study_step_95']), _fmt(*r['peak_acc']),
+            s(r['study_peak']), _fmt(*r['final_acc']), s(r['study_final']), _fmt(*r['heldout_acc']), floor,
+            _fmt(*r['heldout_ce'], 2), _fmt(*r['unigram_ce'], 2), _fmt(*r['dur_acc']), _fmt(*r['wall_95']),
             ' '.join(f'{a:.0f}' for a in r['acc_cb']) if r['acc_cb'] else '–']) + ' |')
     errs = [f"- `{r['config']}`: {e}" for r in rows for e in r['errors']]
     return '\n'.join(lines + (['', 'Failed runs:', *errs] if errs else []))
+
+def verdicts(rows) -> list:
+    "One line per configuration with held-out data: does it beat guessing (accuracy above the majority code, CE below unigram)?"
+    out = []
+    for r in rows:
+        if r['heldout_acc'][0] is None: continue
+        (acc, acc_h), (maj, _), (ce, ce_h), (uni, _) = r['heldout_acc'], r['majority'], r['heldout_ce'], r['unigram_ce']
+        beats = acc - (acc_h or 0) > maj and ce + (ce_h or 0) < uni
+        out.append(f"- `{r['config']}`: held-out accuracy {_fmt(acc, acc_h)}% vs majority code {maj:.1f}%, cross-entropy "
+                   f"{_fmt(ce, ce_h, 2)} vs unigram {uni:.2f} nats — " + ('beats guessing (lower CI bound above both floors)'
+                   if beats else '**does not clearly beat guessing**'))
+    return out
 
 def curves_band_figure(runs) -> go.Figure:
     "Mean token accuracy per configuration with a 95% CI band over seeds."
@@ -159,9 +198,15 @@ def write_report(phase_dir) -> Path:
     phase_dir = Path(phase_dir)
     runs = load_runs(phase_dir)
     rows = phase_table(runs)
+    note = STUDY_NOTES.get(phase_dir.name)
     md = (f'# {phase_dir.name}\n\n{len(runs)} runs in `{phase_dir}`; mean ± 95% CI (Student t) over seeds. "study" columns are the '
-          'study\'s published numbers, at its model sizes and on its GPU; peak MB is CUDA memory allocated on a GPU and '
-          'the process\'s peak resident memory on a CPU.\n\n' + table_markdown(rows) + '\n')
+          'study\'s published numbers, at its model sizes and on its GPU ("–": not published). Tensor peak MB is the peak of '
+          'live tensor bytes during a training step (CUDA max_memory_allocated on a GPU; the profiler\'s allocation events '
+          'plus parameters, gradients and optimiser state on a CPU). The majority-code floor is the accuracy of always '
+          'answering each codebook\'s most frequent training code, on the held-out frames (corpus protocol) or on the '
+          'training frames (fragment protocol); unigram CE is the cross-entropy of the training codes\' frequencies.\n\n'
+          + table_markdown(rows) + '\n' + ('\n' + '\n'.join(verdicts(rows)) + '\n' if verdicts(rows) else '')
+          + (f'\nThe study: {note}\n' if note else ''))
     (phase_dir/'report.md').write_text(md, encoding='utf-8')
     figs = [curves_band_figure(runs), milestones_figure(runs), scatter_figure(rows, 'params', 'accuracy vs parameters'),
             scatter_figure(rows, 'ms', 'accuracy vs ms/step')]

@@ -4,14 +4,14 @@
 
 # %% ../nbs/08_metrics.ipynb #e5bf370d
 from __future__ import annotations
-import importlib.metadata, json, platform, resource, subprocess, sys, time
+import importlib.metadata, json, math, os, platform, subprocess, sys, time, warnings
 from contextlib import contextmanager
 from pathlib import Path
 import torch
 
 # %% auto #0
-__all__ = ['ACC_THRESHOLDS', 'DUR_THRESHOLDS', 'token_accuracy', 'duration_accuracy', 'Milestones', 'StepTimer', 'peak_memory_mb',
-           'git_commit', 'run_record']
+__all__ = ['ACC_THRESHOLDS', 'DUR_THRESHOLDS', 'token_accuracy', 'duration_accuracy', 'Milestones', 'code_baselines', 'StepTimer',
+           'tensor_peak_mb', 'state_tensors', 'git_commit', 'run_record']
 
 # %% ../nbs/08_metrics.ipynb #a11bb560
 ACC_THRESHOLDS = (5, 10, 20, 30, 40, 50, 60, 70, 80, 85, 90, 95, 97, 98, 99)
@@ -53,6 +53,17 @@ class Milestones:
     @classmethod
     def from_dict(cls, d): m = cls(); m.data = d; return m
 
+# %% ../nbs/08_metrics.ipynb #59b25a8a
+def code_baselines(train_codes, eval_codes, n_codebooks: int = 8, codebook_size: int = 1024) -> dict:
+    "Majority-code accuracy and unigram cross-entropy (nats) per codebook of `eval_codes`, fitted on `train_codes` (lists of (8, T))."
+    tr, ev = torch.cat(list(train_codes), 1), torch.cat(list(eval_codes), 1)                  # (8, N), (8, M)
+    counts = torch.stack([torch.bincount(c, minlength=codebook_size) for c in tr]).double()  # (8, V)
+    logp = torch.log((counts + 1) / (counts + 1).sum(1, keepdim=True))
+    majority = counts.argmax(1)                                                                # (8,)
+    acc = (ev == majority[:, None]).double().mean(1)
+    ce = -logp.gather(1, ev).mean(1)
+    return dict(majority_acc=acc.mean().item(), majority_acc_cb=acc.tolist(), unigram_ce=ce.mean().item(), unigram_ce_cb=ce.tolist())
+
 # %% ../nbs/08_metrics.ipynb #cabbd50c
 class StepTimer:
     "Wall-clock phases of a training step in ms; synchronises CUDA so GPU time is counted where it is spent."
@@ -65,10 +76,35 @@ class StepTimer:
         if self.cuda: torch.cuda.synchronize()
         self.ms[name] = (time.perf_counter() - t) * 1000
 
-def peak_memory_mb(device) -> float:
-    "Peak CUDA memory allocated on `device`, or on CPU the process's peak resident set size, in MB."
-    if torch.device(device).type == 'cuda': return torch.cuda.max_memory_allocated(device) / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024          # Linux reports KiB
+def _storage_bytes(tensors) -> int:
+    "Bytes of the distinct storages behind `tensors` (views of one storage counted once)."
+    seen = {}
+    for t in tensors:
+        if torch.is_tensor(t) and t.device.type == 'cpu': seen[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+    return sum(seen.values())
+
+def tensor_peak_mb(fn, device, alive=()):
+    """Run `fn()`; return its result and the peak MB of live tensors while it ran: on CUDA `torch.cuda.max_memory_allocated`; on a
+    CPU the bytes of the tensors in `alive` (e.g. parameters, gradients, optimiser state) plus the running sum of the
+    allocations and frees the profiler saw during `fn` — the same definition, not the process's resident memory."""
+    device = torch.device(device)
+    if device.type == 'cuda':
+        torch.cuda.reset_peak_memory_stats(device)
+        return fn(), torch.cuda.max_memory_allocated(device) / 2**20
+    os.environ.setdefault('KINETO_LOG_LEVEL', '5')          # kineto's "no GPU" error line on CPU-only machines
+    with warnings.catch_warnings():
+        warnings.filterwarnings('ignore', message='.*Profiler clears events')
+        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU], profile_memory=True) as prof: out = fn()
+    events = sorted((e for e in prof.profiler.kineto_results.events() if e.name() == '[memory]'), key=lambda e: e.start_ns())
+    cur = peak = 0
+    for e in events:
+        cur += e.nbytes(); peak = max(peak, cur)
+    return out, (_storage_bytes(alive) + peak) / 2**20
+
+def state_tensors(model, opt=None) -> list:
+    "Parameters, their gradients and the optimiser's state tensors: what is alive between steps."
+    ts = [t for p in model.parameters() for t in (p, p.grad) if t is not None]
+    return ts + ([v for s in opt.state.values() for v in s.values() if torch.is_tensor(v)] if opt else [])
 
 # %% ../nbs/08_metrics.ipynb #40ca0e4d
 def git_commit(path='.') -> str:

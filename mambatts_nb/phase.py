@@ -7,24 +7,25 @@ from __future__ import annotations
 import time, traceback
 from pathlib import Path
 from tqdm.auto import tqdm
-from .config import KERNEL_PAIRS, check_choice, check_positive
+from .config import KERNEL_PAIRS, GRID, EMBED_WIDTHS, check_choice, check_positive
 from .runs import project_root, outputs_dir, write_json, is_finished, resolve_run_config
 
 # %% auto #0
-__all__ = ['GRID', 'PHASES', 'SCALES', 'phase_runs', 'run_phase']
+__all__ = ['PHASES', 'SCALES', 'phase_runs', 'run_phase']
 
 # %% ../nbs/14_phase.ipynb #1a614216
-GRID = [(L, H, E) for L in (4, 6, 12) for H in (256, 384, 512, 768) for E in (1.5, 2.0, 2.5, 3.0)]
 PHASES = {
-    '1': {'phase1-transformer': {}, 'phase1-hybrid': {}},
-    '2': {'phase2-pure': {}, **{f'phase2-hybrid-{k}': {} for k in KERNEL_PAIRS}},
-    '3': {f'L{L}_H{H}_E{E}': {} for L, H, E in GRID},
-    '4': {f'phase4-E{e}': {} for e in (256, 320, 384, 448, 512, 640, 768)},
+    '1': ['phase1-transformer', 'phase1-hybrid'],
+    '2': ['phase2-pure', *(f'phase2-hybrid-{k}' for k in KERNEL_PAIRS)],
+    '3': [f'L{L}_H{H}_E{E}' for L, H, E in GRID],
+    '4': [f'phase4-E{e}' for e in EMBED_WIDTHS],
+    'tiny': ['tiny'],                                          # the workbench's default model, e.g. on the corpus protocol
 }
 SCALES = ('cpu', 'study')
 
 def _cpu(name: str) -> dict:
     "Laptop-sized overrides that keep what a configuration compares (arch, kernels, expand, relative sizes)."
+    if name == 'tiny': return {}
     if name.startswith('L'):                                   # L{L}_H{H}_E{E}: depth and width scaled down by 4
         L, H, _ = name[1:].split('_')
         return dict(layers=max(1, int(L) // 4), hidden=int(H[1:]) // 4)
@@ -32,10 +33,10 @@ def _cpu(name: str) -> dict:
     return dict(layers=1, hidden=128)
 
 def phase_runs(phase: str, scale: str = 'cpu', seeds: int = 3, steps: int|None = None, data: str = 'fragment',
-               device: str = 'auto', only: list|None = None) -> list:
-    "The (run name, train.ipynb parameters) of every configuration × seed of `phase`."
+               device: str = 'auto', only: list|None = None, batch_size: int = 1, lr: float = 3e-3) -> list:
+    "The (run name, group, train.ipynb parameters) of every configuration × seed of `phase`; names by `resolve_run_config`."
     check_choice('phase', str(phase), list(PHASES)); check_choice('scale', scale, SCALES); check_positive('seeds', seeds)
-    names = list(PHASES[str(phase)])
+    names = PHASES[str(phase)]
     if only:
         bad = [n for n in only if n not in names]
         if bad: raise ValueError(f"Unknown configuration(s) {bad} in phase {phase}; accepted: {', '.join(names)}")
@@ -44,22 +45,24 @@ def phase_runs(phase: str, scale: str = 'cpu', seeds: int = 3, steps: int|None =
     runs = []
     for name in names:
         for seed in range(seeds):
-            p = dict(preset=name, steps=steps, seed=seed, data=data, device=device, samples=False, **(_cpu(name) if scale == 'cpu' else {}))
-            runs.append((f'{name}-{data}-s{seed}', p))
+            p = dict(preset=name, steps=steps, seed=seed, data=data, device=device, batch_size=batch_size, lr=lr,
+                     **(_cpu(name) if scale == 'cpu' else {}))
+            run = resolve_run_config(**p)                      # validates, and names the run as train.ipynb would
+            runs.append((run.name, run.group, dict(p, samples=False)))
     return runs
 
 # %% ../nbs/14_phase.ipynb #08c4d402
 def run_phase(phase: str, scale: str = 'cpu', seeds: int = 3, steps: int|None = None, data: str = 'fragment',
-              device: str = 'auto', only: list|None = None, out_dir=None, progress: bool = True) -> dict:
+              device: str = 'auto', only: list|None = None, out_dir=None, progress: bool = True, batch_size: int = 1,
+              lr: float = 3e-3) -> dict:
     "Execute train.ipynb for every run of the phase into `<out_dir>/phase<phase>/`; returns {run name: status}."
     import papermill as pm
-    root = project_root(Path(__file__).parent if '__file__' in globals() else '.')
-    nb = root/'nbs'/'train.ipynb'
+    nb = project_root(Path(__file__).parent if '__file__' in globals() else '.')/'nbs'/'train.ipynb'
     if not nb.is_file(): raise FileNotFoundError(f'{str(nb)!r} not found: run_phase needs the project checkout')
-    phase_dir = Path(out_dir or root/'outputs')/f'phase{phase}'
-    runs = phase_runs(phase, scale, seeds, steps, data, device, only)
+    phase_dir = Path(out_dir or outputs_dir())/f'phase{phase}'
+    runs = phase_runs(phase, scale, seeds, steps, data, device, only, batch_size, lr)
     status, bar = {}, tqdm(runs, desc=f'phase {phase}', disable=not progress)
-    for name, params in bar:
+    for name, group, params in bar:
         run_dir = phase_dir/name
         bar.set_postfix_str(name)
         if is_finished(run_dir, params['steps']):
@@ -72,8 +75,9 @@ def run_phase(phase: str, scale: str = 'cpu', seeds: int = 3, steps: int|None = 
                                 phase=phase_dir.name, run_name=name), cwd=str(nb.parent), progress_bar=False, kernel_name='python3')
             status[name] = 'done'
         except Exception as e:
-            write_json(run_dir/'failed.json', dict(run=name, params=params, error=f'{type(e).__name__}: {e}'[-4000:],
+            write_json(run_dir/'failed.json', dict(run=name, group=group, params=params, error=f'{type(e).__name__}: {e}'[-4000:],
                                                   traceback=traceback.format_exc()[-4000:], seconds=time.perf_counter() - t))
             status[name] = 'failed'
-    write_json(phase_dir/'sweep.json', dict(phase=phase, scale=scale, seeds=seeds, steps=steps, data=data, status=status))
+    write_json(phase_dir/'sweep.json', dict(phase=phase, scale=scale, seeds=seeds, steps=steps, data=data, batch_size=batch_size,
+                                            lr=lr, status=status))
     return status

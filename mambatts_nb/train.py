@@ -5,21 +5,24 @@
 # %% ../nbs/09_train.ipynb #b073e1f5
 from __future__ import annotations
 import csv, json, math, time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 import torch, torch.nn.functional as F
 from safetensors.torch import save_file
 from tqdm.auto import tqdm
 from .config import ModelConfig, TrainConfig, DATA_PROTOCOLS
-from .runs import atomic_save, atomic_write, atomic_write_text, write_json, read_json, read_summary, is_finished, run_lock
+from .codec import N_CODEBOOKS
+from .runs import atomic_save, atomic_write, write_csv, write_json, read_json, read_summary, is_finished, run_lock
 from .data import default_codec, corpus_vocab, load_corpus, load_ljspeech, require_durations, split, collate, corpus_sentences
 from .model import TTSModel
-from .metrics import token_accuracy, duration_accuracy, Milestones, StepTimer, peak_memory_mb, run_record
+from .metrics import (token_accuracy, duration_accuracy, Milestones, StepTimer, tensor_peak_mb, state_tensors,
+                                 code_baselines, run_record)
 from .ssm import resolve_backend
 
 # %% auto #0
-__all__ = ['CKPT_FORMAT', 'COLUMNS', 'RESUMABLE', 'resolve_device', 'prepare_data', 'loss_fn', 'evaluate', 'save_checkpoint',
-           'load_checkpoint', 'train', 'finish']
+__all__ = ['NO_DECAY', 'CKPT_FORMAT', 'COLUMNS', 'RESUMABLE', 'resolve_device', 'prepare_data', 'loss_fn', 'evaluate',
+           'param_groups', 'save_checkpoint', 'load_checkpoint', 'Session', 'setup', 'restore', 'train_steps', 'train',
+           'finish']
 
 # %% ../nbs/09_train.ipynb #83104b30
 def resolve_device(name: str = 'auto') -> torch.device:
@@ -60,17 +63,33 @@ def _forward(model, b): return model(b.phonemes, b.phoneme_mask, b.durations, b.
 
 @torch.no_grad()
 def evaluate(model, utts, vocab, device, batch_size=8) -> dict:
-    "Teacher-forced token and duration accuracy on `utts` (the held-out set)."
+    "Teacher-forced accuracy (all codebooks and each), cross-entropy per codebook (nats) and duration accuracy on `utts`."
     model.eval()
-    hits = n = dhits = dn = 0
+    hits, ce, n, dhits, dn = torch.zeros(N_CODEBOOKS), torch.zeros(N_CODEBOOKS), 0, 0.0, 0
     for i in range(0, len(utts), batch_size):
         b = collate(utts[i:i+batch_size], vocab).to(device)
         logits, log_dur, _ = _forward(model, b)
-        fm, pm = b.frame_mask.sum().item() * b.codes.shape[1], b.phoneme_mask.sum().item()
-        hits += token_accuracy(logits, b.codes, b.frame_mask)['acc'] * fm; n += fm
+        m = b.frame_mask
+        valid, codes = logits.transpose(1, 2)[m].float(), b.codes.transpose(1, 2)[m]          # (frames, 8, V), (frames, 8)
+        hits += (valid.argmax(-1) == codes).sum(0).cpu()
+        ce += F.cross_entropy(valid.transpose(1, 2), codes, reduction='none').sum(0).cpu()
+        n += int(m.sum())
+        pm = b.phoneme_mask.sum().item()
         dhits += duration_accuracy(log_dur, b.durations, b.phoneme_mask) * pm; dn += pm
     model.train()
-    return dict(heldout_acc=hits / n, heldout_dur_acc=dhits / dn)
+    return dict(heldout_acc=(hits.sum() / (n * N_CODEBOOKS)).item(), heldout_acc_cb=(hits / n).tolist(),
+                heldout_ce=(ce / n).mean().item(), heldout_ce_cb=(ce / n).tolist(), heldout_dur_acc=dhits / dn)
+
+# %% ../nbs/09_train.ipynb #208e895a
+NO_DECAY = ('A_log', 'D')          # state-spaces/mamba's _no_weight_decay parameters
+
+def param_groups(model, weight_decay: float) -> list:
+    "Two AdamW groups: ≥ 2-D weights decayed; 1-D parameters (biases, norms, layer scales, D) and A_log not."
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        if not p.requires_grad: continue
+        (no_decay if p.dim() < 2 or name.rsplit('.', 1)[-1] in NO_DECAY else decay).append(p)
+    return [dict(params=decay, weight_decay=weight_decay), dict(params=no_decay, weight_decay=0.0)]
 
 # %% ../nbs/09_train.ipynb #060b2734
 CKPT_FORMAT = 'mambatts_nb-checkpoint-1'
@@ -91,117 +110,167 @@ def load_checkpoint(path, map_location='cpu') -> dict:
 
 # %% ../nbs/09_train.ipynb #17356a62
 COLUMNS = (['step', 'wall_s', 'loss', 'token_loss', 'dur_loss', 'acc', 'top10', 'dur_acc']
-           + [f'acc_cb{k}' for k in range(8)]
-           + ['fwd_ms', 'bwd_ms', 'opt_ms', 'step_ms', 'tokens_per_s', 'peak_mem_mb', 'heldout_acc', 'heldout_dur_acc'])
+           + [f'acc_cb{k}' for k in range(N_CODEBOOKS)]
+           + ['fwd_ms', 'bwd_ms', 'opt_ms', 'step_ms', 'tokens_per_s', 'tensor_peak_mb', 'heldout_acc', 'heldout_ce',
+              'heldout_dur_acc'])
 
 RESUMABLE = ('steps', 'ckpt_every', 'eval_every')     # may change between a run and its continuation
 
-def _sample(train, batch_size, g):
-    idx = torch.randint(len(train), (batch_size,), generator=g).tolist()
-    return [train[i] for i in idx]
-
-def _trim_csv(path, last_step):
-    "Keep only rows up to `last_step` (steps after the last checkpoint are run again)."
-    rows = list(csv.reader(path.open()))
-    keep = [rows[0]] + [r for r in rows[1:] if r and int(r[0]) <= last_step]
-    atomic_write_text(path, ''.join(','.join(r) + '\n' for r in keep))
+@dataclass
+class Session:
+    "One training session of a run: what `setup` builds, `restore` fills from a checkpoint, and `train_steps` advances."
+    run_dir: Path
+    config: dict
+    model: TTSModel
+    opt: torch.optim.Optimizer
+    sampler: torch.Generator
+    train_utts: list
+    held: list
+    vocab: object
+    device: torch.device
+    step: int = 0
+    wall0: float = 0.0
+    milestones: Milestones = None
 
 def _check_same_run(run_dir, mcfg, tcfg):
     "Refuse to resume or skip a run directory that holds a different configuration."
-    if not (run_dir/'config.json').exists(): return
-    old = json.loads((run_dir/'config.json').read_text())
+    old = read_json(run_dir/'config.json')
+    if old is None: return
     key = lambda m, t: ({k: v for k, v in m.items() if k != 'vocab_size'}, {k: v for k, v in t.items() if k not in RESUMABLE})
     if key(old['model'], old['train']) != key(*json.loads(json.dumps([asdict(mcfg), asdict(tcfg)]))):
         raise ValueError(f'{run_dir} holds a run with a different configuration; choose another run name or delete it')
 
-def train(mcfg: ModelConfig, tcfg: TrainConfig, run_dir, preset: str = '', progress: bool = True) -> dict:
-    "Train one run into `run_dir` (resuming or skipping as its files say). Returns the summary."
-    run_dir = Path(run_dir); run_dir.mkdir(parents=True, exist_ok=True)
-    _check_same_run(run_dir, mcfg, tcfg)
-    if is_finished(run_dir, tcfg.steps):
-        if progress: print(f'{run_dir} is finished: skipped (delete it to train again)')
-        return read_json(run_dir/'summary.json')
+def setup(mcfg: ModelConfig, tcfg: TrainConfig, run_dir, preset: str = '', group: str|None = None, progress: bool = True) -> Session:
+    "Data, model, optimiser and sampler of a fresh run; writes config.json (with the guessing baselines)."
     device = resolve_device(tcfg.device)
     train_utts, held, vocab, codec = prepare_data(tcfg, progress)
     mcfg = ModelConfig(**{**asdict(mcfg), 'vocab_size': len(vocab)})
-    backend = resolve_backend(mcfg.backend, device)
-    config = dict(preset=preset, model=asdict(mcfg), train=asdict(tcfg), backend=backend, device=str(device),
-                  codec=codec.label, codec_key=codec.key, vocab=vocab.itos, n_train=len(train_utts), n_heldout=len(held),
-                  train_ids=[u.id for u in train_utts][:50], record=run_record())
+    base = code_baselines([u.codes for u in train_utts], [u.codes for u in (held or train_utts)])
+    config = dict(preset=preset, group=group or run_dir.name, model=asdict(mcfg), train=asdict(tcfg),
+                  backend=resolve_backend(mcfg.backend, device), device=str(device), codec=codec.label, codec_key=codec.key,
+                  vocab=vocab.itos, n_train=len(train_utts), n_heldout=len(held), train_ids=[u.id for u in train_utts][:50],
+                  baselines=dict(on='heldout' if held else 'train', **base), record=run_record())
     write_json(run_dir/'config.json', config)
-
     torch.manual_seed(tcfg.seed)
     model = TTSModel(mcfg).to(device)
-    opt = torch.optim.AdamW(model.parameters(), lr=tcfg.lr, weight_decay=tcfg.weight_decay)
-    sampler = torch.Generator().manual_seed(tcfg.seed)
-    milestones, step, wall0 = Milestones(), 0, 0.0
-    ckpt, metrics_path = run_dir/'checkpoint.pt', run_dir/'metrics.csv'
-    if ckpt.exists():
-        ck = load_checkpoint(ckpt, device)
-        model.load_state_dict(ck['model']); opt.load_state_dict(ck['opt'])
-        torch.set_rng_state(ck['rng']); sampler.set_state(ck['sampler'])
-        if ck['cuda_rng'] and device.type == 'cuda': torch.cuda.set_rng_state_all(ck['cuda_rng'])
-        step, wall0, milestones = ck['step'], ck['wall_s'], Milestones.from_dict(json.loads(ck['milestones']))
-        if metrics_path.exists(): _trim_csv(metrics_path, step)
-    if step == 0 or not metrics_path.exists(): atomic_write_text(metrics_path, ','.join(COLUMNS) + '\n')
+    opt = torch.optim.AdamW(param_groups(model, tcfg.weight_decay), lr=tcfg.lr)
+    return Session(run_dir, config, model, opt, torch.Generator().manual_seed(tcfg.seed), train_utts, held, vocab, device,
+                   milestones=Milestones())
 
-    amp = tcfg.amp and device.type == 'cuda'
-    timer, t0 = StepTimer(device), time.perf_counter() - wall0
-    if device.type == 'cuda': torch.cuda.reset_peak_memory_stats(device)
-    model.train()
-    with metrics_path.open('a', newline='') as f:
+def _trim_csv(path, last_step):
+    "Keep only rows up to `last_step` (steps after the last checkpoint are run again)."
+    rows = list(csv.reader(path.open()))
+    write_csv(path, rows[0], [r for r in rows[1:] if r and int(r[0]) <= last_step])
+
+def restore(s: Session) -> Session:
+    "Continue from `checkpoint.pt` when there is one: weights, optimiser, RNGs, step, wall time, milestones; metrics.csv trimmed to it."
+    ckpt, metrics = s.run_dir/'checkpoint.pt', s.run_dir/'metrics.csv'
+    if ckpt.exists():
+        ck = load_checkpoint(ckpt, s.device)
+        s.model.load_state_dict(ck['model']); s.opt.load_state_dict(ck['opt'])
+        torch.set_rng_state(ck['rng']); s.sampler.set_state(ck['sampler'])
+        if ck['cuda_rng'] and s.device.type == 'cuda': torch.cuda.set_rng_state_all(ck['cuda_rng'])
+        s.step, s.wall0, s.milestones = ck['step'], ck['wall_s'], Milestones.from_dict(json.loads(ck['milestones']))
+        if metrics.exists(): _trim_csv(metrics, s.step)
+    if s.step == 0 or not metrics.exists(): write_csv(metrics, COLUMNS, [])
+    return s
+
+# %% ../nbs/09_train.ipynb #bd76d77d
+def _sample(train, batch_size, g):
+    idx = torch.randint(len(train), (batch_size,), generator=g).tolist()
+    return [train[i] for i in idx]
+
+def _cell(v): return '' if v is None else f'{v:.6g}' if isinstance(v, float) else v
+
+def train_steps(s: Session, tcfg: TrainConfig, progress: bool = True):
+    "Train from `s.step + 1` to `tcfg.steps`, appending to metrics.csv and checkpointing every `ckpt_every` steps."
+    ckpt, amp = s.run_dir/'checkpoint.pt', tcfg.amp and s.device.type == 'cuda'
+    timer, t0, first = StepTimer(s.device), time.perf_counter() - s.wall0, s.step + 1
+    log_every = max(1, tcfg.steps // 10)
+    s.model.train()
+    with (s.run_dir/'metrics.csv').open('a', newline='') as f:
         out = csv.writer(f)
-        bar = tqdm(range(step + 1, tcfg.steps + 1), initial=step, total=tcfg.steps, desc=run_dir.name, disable=not progress)
+        bar = tqdm(range(first, tcfg.steps + 1), initial=s.step, total=tcfg.steps, desc=s.run_dir.name, disable=not progress)
         for step in bar:
-            b = collate(_sample(train_utts, tcfg.batch_size, sampler), vocab).to(device)
-            with timer('fwd'), torch.autocast(device.type, torch.bfloat16, enabled=amp):
-                logits, log_dur, _ = _forward(model, b)
-                loss, tok, dur = loss_fn(logits, log_dur, b, tcfg.dur_weight)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f'Loss became {loss.item()} at step {step}; stopped. The last good checkpoint '
-                                         f'({ckpt.name}, if any) and metrics.csv are kept: lower lr or check the data.')
-            with timer('bwd'): opt.zero_grad(set_to_none=True); loss.backward()
-            with timer('opt'):
-                torch.nn.utils.clip_grad_norm_(model.parameters(), tcfg.grad_clip); opt.step()
+            def one_step():
+                b = collate(_sample(s.train_utts, tcfg.batch_size, s.sampler), s.vocab).to(s.device)
+                with timer('fwd'), torch.autocast(s.device.type, torch.bfloat16, enabled=amp):
+                    logits, log_dur, _ = _forward(s.model, b)
+                    loss, tok, dur = loss_fn(logits, log_dur, b, tcfg.dur_weight)
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(f'Loss became {loss.item()} at step {step}; stopped. The last good checkpoint '
+                                             f'({ckpt.name}, if any) and metrics.csv are kept: lower lr or check the data.')
+                with timer('bwd'):
+                    s.opt.zero_grad(set_to_none=True); loss.backward()
+                with timer('opt'):
+                    torch.nn.utils.clip_grad_norm_(s.model.parameters(), tcfg.grad_clip); s.opt.step()
+                return b, logits, log_dur, loss, tok, dur
+            measure = step == first or s.device.type == 'cuda'        # the profiler is slow: once per session on a CPU
+            (b, logits, log_dur, loss, tok, dur), mem = (tensor_peak_mb(one_step, s.device, state_tensors(s.model, s.opt))
+                                                         if measure else (one_step(), None))
             wall = time.perf_counter() - t0
             acc = token_accuracy(logits, b.codes, b.frame_mask)
             dacc = duration_accuracy(log_dur, b.durations, b.phoneme_mask)
-            milestones.update(step, wall, acc['acc'], dacc)
-            ev = evaluate(model, held, vocab, device) if held and (step % tcfg.eval_every == 0 or step == tcfg.steps) else {}
+            s.milestones.update(step, wall, acc['acc'], dacc)
+            ev = evaluate(s.model, s.held, s.vocab, s.device) if s.held and (step % tcfg.eval_every == 0 or step == tcfg.steps) else {}
             step_ms = sum(timer.ms.values())
-            row = dict(step=step, wall_s=wall, loss=loss.item(), token_loss=tok.item(), dur_loss=dur.item(), acc=acc['acc'],
-                       top10=acc['top10'], dur_acc=dacc, **{f'acc_cb{k}': a for k, a in enumerate(acc['acc_cb'])},
+            row = dict(step=step, wall_s=wall, loss=loss.item(), token_loss=tok.item(), dur_loss=dur.item(),
+                       acc=acc['acc'], top10=acc['top10'], dur_acc=dacc, **{f'acc_cb{k}': a for k, a in enumerate(acc['acc_cb'])},
                        fwd_ms=timer.ms['fwd'], bwd_ms=timer.ms['bwd'], opt_ms=timer.ms['opt'], step_ms=step_ms,
-                       tokens_per_s=b.frame_mask.sum().item() * 8 / step_ms * 1000, peak_mem_mb=peak_memory_mb(device), **ev)
-            out.writerow([('' if row.get(c) is None else (f'{row[c]:.6g}' if isinstance(row[c], float) else row[c])) for c in COLUMNS])
+                       tokens_per_s=b.frame_mask.sum().item() * N_CODEBOOKS / step_ms * 1000,
+                       tensor_peak_mb=mem, **ev)
+            out.writerow([_cell(row.get(c)) for c in COLUMNS])
             f.flush()
             bar.set_postfix(loss=f'{row["loss"]:.3f}', acc=f'{acc["acc"]:.3f}', dur=f'{dacc:.2f}')
+            if progress and (step % log_every == 0 or step == tcfg.steps):
+                eta = (time.perf_counter() - t0 - s.wall0) / (step - first + 1) * (tcfg.steps - step)
+                held = f" held-out {ev['heldout_acc']:.3f}" if ev else ''
+                print(f'{s.run_dir.name}: step {step}/{tcfg.steps} loss {row["loss"]:.3f} acc {acc["acc"]:.3f}{held} '
+                      f'dur {dacc:.2f} ({step_ms:.0f} ms/step, ETA {eta:.0f} s)', flush=True)
             if step % tcfg.ckpt_every == 0 or step == tcfg.steps:
-                save_checkpoint(ckpt, model, opt, sampler, step, wall, milestones)
-                write_json(run_dir/'milestones.json', milestones.data)
-    return finish(run_dir, model, milestones, config)
+                save_checkpoint(ckpt, s.model, s.opt, s.sampler, step, wall, s.milestones)
+                write_json(s.run_dir/'milestones.json', s.milestones.data)
+            s.step = step
+    return s
+
+def train(mcfg: ModelConfig, tcfg: TrainConfig, run_dir, preset: str = '', progress: bool = True, group: str|None = None) -> dict:
+    """Train one run into `run_dir` (resuming or skipping as its files say) and return its summary. The run directory
+    is locked for the whole run: a second process training into it stops at once, naming the holder."""
+    run_dir = Path(run_dir)
+    with run_lock(run_dir):
+        _check_same_run(run_dir, mcfg, tcfg)
+        if is_finished(run_dir, tcfg.steps):
+            if progress: print(f'{run_dir} is finished: skipped (delete it to train again)')
+            return read_summary(run_dir)
+        s = restore(setup(mcfg, tcfg, run_dir, preset, group, progress))
+        return finish(train_steps(s, tcfg, progress))
 
 # %% ../nbs/09_train.ipynb #4915f958
-def finish(run_dir, model, milestones, config) -> dict:
-    "Write model.safetensors, milestones.json and summary.json for a completed run."
-    run_dir = Path(run_dir)
-    weights = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    atomic_write(run_dir/'model.safetensors', lambda tmp: save_file(weights, tmp))
-    write_json(run_dir/'milestones.json', milestones.data)
-    rows = list(csv.DictReader((run_dir/'metrics.csv').open()))
-    num = lambda r, c: float(r[c]) if r.get(c) not in (None, '') else None
+def _median(xs): return sorted(xs)[len(xs) // 2] if xs else None
+
+def finish(s: Session) -> dict:
+    "Write model.safetensors, milestones.json and summary.json (written last: it marks the run finished)."
+    weights = {k: v.detach().contiguous().cpu() for k, v in s.model.state_dict().items()}
+    atomic_write(s.run_dir/'model.safetensors', lambda tmp: save_file(weights, tmp))
+    write_json(s.run_dir/'milestones.json', s.milestones.data)
+    rows = list(csv.DictReader((s.run_dir/'metrics.csv').open()))
+    col = lambda c, rs=rows: [float(r[c]) for r in rs if r.get(c) not in (None, '')]
     timed = rows[min(5, len(rows) - 1):]                      # skip warm-up steps
-    med = lambda c: sorted(num(r, c) for r in timed)[len(timed) // 2]
-    held = [num(r, 'heldout_acc') for r in rows if num(r, 'heldout_acc') is not None]
-    last = rows[-1]
-    summary = dict(finished=True, steps=int(last['step']), wall_s=num(last, 'wall_s'), final_acc=num(last, 'acc'),
-                   peak_acc=max(num(r, 'acc') for r in rows), final_dur_acc=num(last, 'dur_acc'),
-                   final_top10=num(last, 'top10'), acc_cb=[num(last, f'acc_cb{k}') for k in range(8)],
-                   heldout_acc=held[-1] if held else None, peak_heldout_acc=max(held) if held else None,
-                   step_95=milestones.step_of(95), step_99=milestones.step_of(99),
-                   ms_per_step=dict(fwd=med('fwd_ms'), bwd=med('bwd_ms'), opt=med('opt_ms'), total=med('step_ms')),
-                   tokens_per_s=med('tokens_per_s'), peak_mem_mb=max(num(r, 'peak_mem_mb') for r in rows),
-                   params=model.param_split(), codec=config['codec'], backend=config['backend'], device=config['device'],
-                   preset=config['preset'], arch=config['model']['arch'])
-    write_json(run_dir/'summary.json', summary)
+    last, config = rows[-1], s.config
+    ev = evaluate(s.model, s.held, s.vocab, s.device) if s.held else {}
+    base = config['baselines']
+    summary = dict(finished=True, steps=int(last['step']), wall_s=float(last['wall_s']), final_acc=float(last['acc']),
+                   peak_acc=max(col('acc')), final_dur_acc=float(last['dur_acc']), final_top10=float(last['top10']),
+                   acc_cb=[float(last[f'acc_cb{k}']) for k in range(N_CODEBOOKS)],
+                   heldout_acc=ev.get('heldout_acc'), peak_heldout_acc=max(col('heldout_acc'), default=None),
+                   heldout_acc_cb=ev.get('heldout_acc_cb'), heldout_ce=ev.get('heldout_ce'), heldout_ce_cb=ev.get('heldout_ce_cb'),
+                   heldout_dur_acc=ev.get('heldout_dur_acc'), baselines=base,
+                   nats_gained=ev and base['unigram_ce'] - ev['heldout_ce'],
+                   beats_majority=ev and ev['heldout_acc'] > base['majority_acc'],
+                   step_95=s.milestones.step_of(95), step_99=s.milestones.step_of(99),
+                   ms_per_step={k: _median(col(f'{k}_ms', timed)) for k in ('fwd', 'bwd', 'opt')} | {'total': _median(col('step_ms', timed))},
+                   tokens_per_s=_median(col('tokens_per_s', timed)), tensor_peak_mb=max(col('tensor_peak_mb'), default=None),
+                   params=s.model.param_split(), codec=config['codec'], backend=config['backend'], device=config['device'],
+                   preset=config['preset'], group=config['group'], arch=config['model']['arch'])
+    write_json(s.run_dir/'summary.json', summary)
     return summary
