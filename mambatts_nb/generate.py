@@ -38,7 +38,7 @@ def load_run(run_dir, device='cpu'):
     cfg_path, w_path = run_dir/'config.json', run_dir/'model.safetensors'
     for p in (cfg_path, w_path):
         if not p.is_file(): raise FileNotFoundError(f'{str(p)!r} not found: is {str(run_dir)!r} a finished run directory?')
-    config = json.loads(cfg_path.read_text())
+    config = read_config(run_dir)
     mcfg = ModelConfig(**{**config['model'], 'kernels': tuple(config['model']['kernels'])})
     model = TTSModel(mcfg)
     try: state = load_file(w_path)
@@ -121,7 +121,7 @@ def generate_cli(text: str,                 # Polish text to speak
                  chunk: int = 0,            # frames per streamed chunk; 0 = one pass
                  ref: int = 0):             # corpus utterance giving the style
     "Synthesise `text` with a trained run and write a 24 kHz WAV."
-    if not run: raise ValueError('--run is required: a run directory such as outputs/train/tiny-pure-fragment-s0')
+    if not run: raise ValueError('--run is required: a run directory such as outputs/train/tiny-fragment-s0')
     out, codec = synthesise_to_wav(run, text, out, speed, chunk, ref)
     print(f'{out} ({sf.info(out).duration:.2f} s) — {codec.label}')
     return out

@@ -54,7 +54,7 @@ class Milestones:
     def from_dict(cls, d): m = cls(); m.data = d; return m
 
 # %% ../nbs/08_metrics.ipynb #59b25a8a
-def code_baselines(train_codes, eval_codes, n_codebooks: int = 8, codebook_size: int = 1024) -> dict:
+def code_baselines(train_codes, eval_codes, codebook_size: int = 1024) -> dict:
     "Majority-code accuracy and unigram cross-entropy (nats) per codebook of `eval_codes`, fitted on `train_codes` (lists of (8, T))."
     tr, ev = torch.cat(list(train_codes), 1), torch.cat(list(eval_codes), 1)                  # (8, N), (8, M)
     counts = torch.stack([torch.bincount(c, minlength=codebook_size) for c in tr]).double()  # (8, V)

@@ -6,21 +6,21 @@ from mambatts_nb.phase import run_phase
 from mambatts_nb.config import model_config, TrainConfig
 from mambatts_nb.train import train
 
-TIMING = {'wall_s', 'fwd_ms', 'bwd_ms', 'opt_ms', 'step_ms', 'tokens_per_s', 'peak_mem_mb'}
+TIMING = {'wall_s', 'fwd_ms', 'bwd_ms', 'opt_ms', 'step_ms', 'tokens_per_s', 'tensor_peak_mb'}
 def rows(run): return [{k: v for k, v in r.items() if k not in TIMING} for r in csv.DictReader((Path(run)/'metrics.csv').open())]
 
 def test_phase_runs_skips_finished_and_records_failures(tmp_path):
     status = run_phase('1', seeds=1, steps=3, only=['phase1-hybrid'], out_dir=tmp_path, progress=False)
-    run = tmp_path/'phase1'/'phase1-hybrid-fragment-s0'
-    assert status == {'phase1-hybrid-fragment-s0': 'done'}
+    run = tmp_path/'phase1'/'phase1-hybrid-L1-H128-fragment-s0'
+    assert status == {'phase1-hybrid-L1-H128-fragment-s0': 'done'}
     summary = json.loads((run/'summary.json').read_text())
     assert (run/'train.ipynb').is_file() and summary['steps'] == 3 and summary['arch'] == 'hybrid'
     assert json.loads((run/'config.json').read_text())['model']['kernels'] == [3, 5]
-    assert run_phase('1', seeds=1, steps=3, only=['phase1-hybrid'], out_dir=tmp_path, progress=False) == {'phase1-hybrid-fragment-s0': 'skipped'}
+    assert run_phase('1', seeds=1, steps=3, only=['phase1-hybrid'], out_dir=tmp_path, progress=False) == {'phase1-hybrid-L1-H128-fragment-s0': 'skipped'}
     if torch.cuda.is_available(): pytest.skip('the failure below is provoked by asking for CUDA on a CPU machine')
     status = run_phase('1', seeds=1, steps=3, only=['phase1-transformer'], device='cuda', out_dir=tmp_path, progress=False)
-    failed = json.loads((tmp_path/'phase1'/'phase1-transformer-fragment-s0'/'failed.json').read_text())
-    assert status == {'phase1-transformer-fragment-s0': 'failed'} and "device 'cuda' requested" in failed['error']
+    failed = json.loads((tmp_path/'phase1'/'phase1-transformer-L1-H128-fragment-s0'/'failed.json').read_text())
+    assert status == {'phase1-transformer-L1-H128-fragment-s0': 'failed'} and "device 'cuda' requested" in failed['error']
     assert json.loads((tmp_path/'phase1'/'sweep.json').read_text())['status'] == status
 
 def test_same_seed_gives_identical_metrics(tmp_path):
