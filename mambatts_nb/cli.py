@@ -8,10 +8,11 @@ __all__ = ['COMMANDS', 'main']
 # %% ../nbs/15_cli.ipynb #70fb726e
 import sys
 from fastcore.script import anno_parser
+from .train import train_cli
 from .generate import generate_cli
 from .bench import main as bench_main
 
-COMMANDS = {'generate': generate_cli, 'bench': bench_main}
+COMMANDS = {'train': train_cli, 'generate': generate_cli, 'bench': bench_main}
 
 def main(argv=None):
     "Dispatch `mambatts <command> [args]` to the command's parser."

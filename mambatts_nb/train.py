@@ -10,9 +10,11 @@ from pathlib import Path
 import torch, torch.nn.functional as F
 from safetensors.torch import save_file
 from tqdm.auto import tqdm
+from fastcore.script import call_parse
 from .config import ModelConfig, TrainConfig, DATA_PROTOCOLS
 from .codec import N_CODEBOOKS
-from .runs import atomic_save, atomic_write, write_csv, write_json, read_json, read_summary, is_finished, run_lock
+from .runs import (atomic_save, atomic_write, write_csv, write_json, read_json, read_summary, is_finished, run_lock,
+                              resolve_run_config, outputs_dir)
 from .data import default_codec, corpus_vocab, load_corpus, load_ljspeech, require_durations, split, collate, corpus_sentences
 from .model import TTSModel
 from .metrics import (token_accuracy, duration_accuracy, Milestones, StepTimer, tensor_peak_mb, state_tensors,
@@ -22,7 +24,7 @@ from .ssm import resolve_backend
 # %% auto #0
 __all__ = ['NO_DECAY', 'CKPT_FORMAT', 'COLUMNS', 'RESUMABLE', 'resolve_device', 'prepare_data', 'loss_fn', 'evaluate',
            'param_groups', 'save_checkpoint', 'load_checkpoint', 'Session', 'setup', 'restore', 'train_steps', 'train',
-           'finish']
+           'finish', 'train_cli']
 
 # %% ../nbs/09_train.ipynb #83104b30
 def resolve_device(name: str = 'auto') -> torch.device:
@@ -274,3 +276,31 @@ def finish(s: Session) -> dict:
                    preset=config['preset'], group=config['group'], arch=config['model']['arch'])
     write_json(s.run_dir/'summary.json', summary)
     return summary
+
+# %% ../nbs/09_train.ipynb #cceb4fe8
+@call_parse
+def train_cli(preset: str = 'tiny',     # a named preset (tiny, phase1-*, phase2-*, L*_H*_E*, phase4-E*)
+              arch: str = None,         # pure | hybrid | transformer (default: the preset's)
+              kernels: str = None,      # hybrid kernel pair: small | medium | large | multi | xlarge
+              layers: int = None,       # depth L: text encoder L blocks, audio processor 3L
+              hidden: int = None,       # d_model
+              expand: float = None,     # Mamba expand factor
+              embed_dim: int = None,    # phoneme embedding width
+              steps: int = 200,         # training steps
+              lr: float = 3e-3,         # AdamW learning rate
+              batch_size: int = 1,      # utterances per step
+              seed: int = 0,            # model init and batch sampling
+              data: str = 'fragment',   # fragment | corpus | an LJSpeech-style folder
+              fragment: int = 0,        # corpus utterance of the fragment protocol
+              device: str = 'auto',     # auto | cpu | cuda
+              phase: str = 'train',     # results go to <out_dir>/<phase>/<run name>/
+              run_name: str = None,     # default: the resolved run name
+              out_dir: str = None):     # default: $MAMBATTS_OUTPUTS or the project's outputs/
+    "Train one run from the shell; prints where it went and its summary."
+    run = resolve_run_config(preset, arch=arch, kernels=kernels, layers=layers, hidden=hidden, expand=expand, embed_dim=embed_dim,
+                             steps=steps, lr=lr, batch_size=batch_size, seed=seed, data=data, fragment=fragment, device=device)
+    run_dir = Path(out_dir or outputs_dir())/phase/(run_name or run.name)
+    s = train(run.model, run.train, run_dir, run.preset, group=run.group)
+    print(run_dir)
+    print({k: s[k] for k in ('steps', 'final_acc', 'heldout_acc', 'step_95', 'ms_per_step', 'tensor_peak_mb', 'codec')})
+    return run_dir
