@@ -4,18 +4,21 @@
 
 # %% ../nbs/13_bench.ipynb #71e0bfa6
 from __future__ import annotations
-import ctypes, statistics, threading, time
+import ctypes, importlib.metadata, os, statistics, threading, time
 import psutil, torch
 from fastcore.script import call_parse
-from .blocks import MambaMixer
-from .config import model_config
+from .blocks import MambaMixer, make_block
+from .config import ModelConfig, model_config
+from .ssm import resolve_backend
 from .model import TTSModel
 from .train import resolve_device, loss_fn
 from .data import Utterance, synth_utterance, corpus_sentences, corpus_vocab, default_codec, collate
 from .codec import FRAME_RATE
 
 # %% auto #0
-__all__ = ['RSSPeak', 'time_ms', 'bench_blocks', 'fragment', 'bench_models', 'markdown', 'growth', 'main']
+__all__ = ['RATIOS', 'PEER_NAMES', 'RSSPeak', 'time_ms', 'time_side_by_side', 'torch_layer', 'our_transformer', 'mambapy_block',
+           'block_peers', 'ratios', 'bench_blocks', 'block_labels', 'block_header', 'fragment', 'bench_models',
+           'markdown', 'growth', 'main']
 
 # %% ../nbs/13_bench.ipynb #00f30b72
 def _sync(device):
@@ -50,34 +53,132 @@ def time_ms(fn, device='cpu', repeat: int = 3, warmup: int = 1):
             _sync(device); t = time.perf_counter(); fn(); _sync(device); ts.append((time.perf_counter() - t) * 1000)
     return statistics.median(ts), (torch.cuda.max_memory_allocated(device) / 2**20 if cuda else rss.mb)
 
+def _ms(fn, device) -> float:
+    "Wall time of one call of `fn()` in ms (CUDA-synchronised)."
+    _sync(device)
+    t = time.perf_counter()
+    fn()
+    _sync(device)
+    return (time.perf_counter() - t) * 1000
+
+def _peak_mb(fn, device) -> float:
+    "Peak MB above the level just before one call of `fn()`: CUDA `max_memory_allocated`, or on a CPU sampled RSS."
+    if torch.device(device).type == 'cuda':
+        _sync(device)
+        base = torch.cuda.memory_allocated(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        fn()
+        return (torch.cuda.max_memory_allocated(device) - base) / 2**20
+    with RSSPeak() as rss: fn()
+    return rss.mb
+
+def time_side_by_side(fns: dict, device='cpu', repeat: int = 3, warmup: int = 1) -> dict:
+    """name → (median ms, peak MB) of each `fns[name]()`. After `warmup` calls each, one untimed call each measures
+    memory (`_peak_mb`); then `repeat` timed rounds call the peers round-robin, so load that comes and goes hits every
+    peer alike, with no sampler thread running and no memory handed back to the OS between calls."""
+    for f in fns.values():
+        for _ in range(warmup): f()
+    mb = {k: _peak_mb(f, device) for k, f in fns.items()}
+    ms = {k: [] for k in fns}
+    for _ in range(repeat):
+        for k, f in fns.items(): ms[k].append(_ms(f, device))
+    return {k: (statistics.median(ms[k]), mb[k]) for k in fns}
+
 def _fwd_bwd(f, x):
     def run():
         x.grad = None
         f(x).float().square().mean().backward()
     return run
 
+# %% ../nbs/13_bench.ipynb #81642a53
+def torch_layer(d_model: int, n_heads: int = 4) -> torch.nn.TransformerEncoderLayer:
+    "torch's peer in its fastest exact configuration: `TransformerEncoderLayer(d, 4, 4d, dropout=0.0, batch_first=True)`."
+    return torch.nn.TransformerEncoderLayer(d_model, n_heads, 4 * d_model, dropout=0.0, batch_first=True)
+
+def our_transformer(d_model: int, n_heads: int = 4) -> torch.nn.Module:
+    "The project's `TransformerBlock` as `make_block` builds it for arch='transformer' (pre-norm, SDPA, 4× GELU MLP, no dropout)."
+    return make_block(ModelConfig(arch='transformer', d_model=d_model, n_heads=n_heads))
+
+def mambapy_block(d_model: int, expand: float = 2.0, d_state: int = 16):
+    "mambapy's `MambaBlock` with its parallel scan (pscan), or None when mambapy is not installed."
+    try: from mambapy.mamba import MambaBlock, MambaConfig
+    except ImportError: return None
+    return MambaBlock(MambaConfig(d_model=d_model, n_layers=1, expand_factor=int(expand), d_state=d_state, pscan=True))
+
+def block_peers(d_model: int, expand: float = 2.0, d_state: int = 16, device='cpu', backend: str = 'auto') -> dict:
+    "name → module of every peer of the block benchmark at `d_model` on `device` (mambapy left out when not installed)."
+    peers = dict(ours=MambaMixer(d_model, d_state=d_state, expand=expand, backend=backend), torch_layer=torch_layer(d_model),
+                 our_transformer=our_transformer(d_model), mambapy=mambapy_block(d_model, expand, d_state))
+    return {k: m.to(device) for k, m in peers.items() if m is not None}
+
+def _forward(name: str, module, mask):
+    "x (b, l, d) → y (b, l, d) for each peer: ours returns (y, state); our block takes the model's padding mask (b, l)."
+    if name == 'ours': return lambda x: module(x)[0]
+    if name == 'our_transformer': return lambda x: module(x, mask)[0]
+    return module
+
 # %% ../nbs/13_bench.ipynb #71270bab
+RATIOS = {'ours/torch_layer': ('ours', 'torch_layer'), 'ours/our_transformer': ('ours', 'our_transformer'),
+          'mambapy/ours': ('mambapy', 'ours')}
+
+def ratios(row: dict) -> dict:
+    "The time ratios of `RATIOS` from one row's own times (a ratio whose peer was not timed is left out)."
+    return {k: row[f'{a}_ms'] / row[f'{b}_ms'] for k, (a, b) in RATIOS.items() if f'{a}_ms' in row and f'{b}_ms' in row}
+
 def bench_blocks(d_models=(256, 768), lengths=(512, 1024, 4096), batch: int = 2, expand: float = 2.0, d_state: int = 16,
                  repeat: int = 3, device='cpu', backend: str = 'auto', mambapy: bool = True) -> list:
-    "Forward+backward ms of one block per (d_model, length): ours, mambapy's pscan block, a transformer layer."
-    try: from mambapy.mamba import MambaBlock, MambaConfig
-    except ImportError: mambapy = False
+    """Forward+backward of one block per (d_model, length) for every peer of `block_peers`, timed side by side:
+    a row of `<peer>_ms`, the `RATIOS` of those times, then `<peer>_mb` (see `time_side_by_side`)."""
     rows = []
     for d in d_models:
         torch.manual_seed(0)
-        ours = MambaMixer(d, d_state=d_state, expand=expand, backend=backend).to(device)
-        layer = torch.nn.TransformerEncoderLayer(d, 4, 4 * d, batch_first=True).to(device)
-        ref = MambaBlock(MambaConfig(d_model=d, n_layers=1, expand_factor=int(expand), d_state=d_state)).to(device) if mambapy else None
+        peers = block_peers(d, expand, d_state, device, backend)
+        if not mambapy: peers.pop('mambapy', None)
         for L in lengths:
-            x = torch.randn(batch, L, d, device=device, requires_grad=True)
-            row = dict(d_model=d, length=L, batch=batch)
-            row['ours_ms'], row['ours_mb'] = time_ms(_fwd_bwd(lambda x: ours(x)[0], x), device, repeat)
-            row['transformer_ms'], row['transformer_mb'] = time_ms(_fwd_bwd(layer, x), device, repeat)
-            if ref is not None: row['mambapy_ms'], row['mambapy_mb'] = time_ms(_fwd_bwd(ref, x), device, repeat)
-            row['ours/transformer'] = row['ours_ms'] / row['transformer_ms']
-            if ref is not None: row['mambapy/ours'] = row['mambapy_ms'] / row['ours_ms']
+            x = torch.randn(batch, L, d, device=device, requires_grad=True)               # (b, l, d)
+            mask = torch.ones(batch, L, dtype=torch.bool, device=device)                  # unpadded, as the model passes it
+            res = time_side_by_side({k: _fwd_bwd(_forward(k, m, mask), x) for k, m in peers.items()}, device, repeat)
+            row = dict(d_model=d, length=L, batch=batch, backend=resolve_backend(backend, x.device))
+            row.update({f'{k}_ms': ms for k, (ms, _) in res.items()})
+            row.update(ratios(row))
+            row.update({f'{k}_mb': mb for k, (_, mb) in res.items()})
             rows.append(row)
     return rows
+
+# %% ../nbs/13_bench.ipynb #4f85dfab
+PEER_NAMES = dict(ours='ours MambaMixer', torch_layer='torch TransformerEncoderLayer', our_transformer='our TransformerBlock',
+                  mambapy='mambapy MambaBlock')
+
+def block_labels(device='cpu') -> dict:
+    "Table headers for `bench_blocks` rows: the block each column times, each ratio's terms, what the memory columns measure."
+    mem = 'peak CUDA alloc above start, MB' if torch.device(device).type == 'cuda' else 'peak RSS above start, MB'
+    return {'length': 'L', 'backend': 'ours: scan backend', **{f'{k}_ms': f'{n} ms' for k, n in PEER_NAMES.items()},
+            'ours/torch_layer': 'ours / torch layer', 'ours/our_transformer': 'ours / our TransformerBlock',
+            'mambapy/ours': 'mambapy / ours', **{f'{k}_mb': f'{n}: {mem}' for k, n in PEER_NAMES.items()}}
+
+def block_header(d_models=(256, 768), batch: int = 2, expand: float = 2.0, d_state: int = 16, repeat: int = 3,
+                 device='cpu', backend: str = 'auto') -> str:
+    "Markdown lines saying which configuration each peer of `bench_blocks` is timed in, and its parameters per d_model."
+    try: mp = f"mambapy {importlib.metadata.version('mambapy')}"
+    except importlib.metadata.PackageNotFoundError: mp = 'mambapy (not installed: column left out)'
+    cuda = torch.device(device).type == 'cuda'
+    n = lambda m: f'{sum(p.numel() for p in m.parameters()) / 1e6:.2f}M'
+    peers = lambda d: block_peers(d, expand, d_state, 'cpu', 'scan').items()
+    params = [f'd {d}: ' + ', '.join(f'{PEER_NAMES[k]} {n(m)}' for k, m in peers(d)) for d in d_models]
+    return '\n'.join([
+        f'Each peer in its fastest exact configuration, train mode, forward + backward of mean(y²), batch {batch}, median of '
+        f'{repeat} calls timed round-robin after one warm-up call each:',
+        f"- ours: `MambaMixer(d, expand={expand:g}, d_state={d_state})`, scan backend `{backend}` → "
+        f"`{resolve_backend(backend, torch.device(device))}` (mixer only: no norm, no residual)",
+        '- torch layer: `nn.TransformerEncoderLayer(d, 4, 4d, dropout=0.0, batch_first=True)`, no mask '
+        '(the SDPA kernel torch picks for an unpadded batch)',
+        "- our TransformerBlock: `make_block(ModelConfig(arch='transformer', d_model=d))`: pre-norm RMSNorm, SDPA with 4 "
+        'heads, 4× GELU MLP, layer scale, no dropout; given an all-true padding mask, which reaches SDPA as no mask',
+        f'- mambapy: {mp} `MambaBlock` with its parallel scan (`pscan`), expand {int(expand)}, d_state {d_state}',
+        '- memory columns: ' + ('CUDA `max_memory_allocated` above the allocation just before the call' if cuda else
+        'peak resident memory (RSS) of the process above its level just before the call, sampled every ms '
+        '(approximate: pages touched, not tensors)') + '; measured in one more, untimed call of each peer after its warm-up',
+        '- parameters per block: ' + '; '.join(params)])
 
 # %% ../nbs/13_bench.ipynb #b00c4614
 def fragment(seconds: float = 10.0) -> Utterance:
@@ -111,12 +212,13 @@ def bench_models(presets=('tiny', 'phase2-pure', 'L4_H768_E1.5'), seconds: float
     return rows
 
 # %% ../nbs/13_bench.ipynb #2f27826a
-def markdown(rows) -> str:
-    "A Markdown table of benchmark rows (floats to 3 significant figures; columns with no value left out)."
+def markdown(rows, labels: dict | None = None) -> str:
+    """A Markdown table of benchmark rows (floats to 3 significant figures; columns with no value left out), headed by
+    `labels[column]` where given."""
     cols = [c for c in dict.fromkeys(k for r in rows for k in r) if any(r.get(c) is not None for r in rows)]
     num = lambda v: f'{v:,.0f}' if abs(v) >= 100 else f'{v:.3g}'
     fmt = lambda v: '' if v is None else num(v) if isinstance(v, float) else f'{v:,}' if isinstance(v, int) else str(v)
-    return '\n'.join(['| ' + ' | '.join(cols) + ' |', '|' + '---|' * len(cols)]
+    return '\n'.join(['| ' + ' | '.join((labels or {}).get(c, c) for c in cols) + ' |', '|' + '---|' * len(cols)]
                      + ['| ' + ' | '.join(fmt(r.get(c)) for c in cols) + ' |' for r in rows])
 
 def growth(rows, key: str = 'ours_ms') -> dict:
@@ -141,11 +243,12 @@ def main(what: str = 'all',              # blocks, models or all
     "Print block and whole-model benchmarks as Markdown tables with side-by-side ratios."
     dev = resolve_device(device)
     print(f'device: {torch.cuda.get_device_name() if dev.type == "cuda" else f"cpu, {torch.get_num_threads()} threads"}; '
-          f'torch {torch.__version__}; {time.strftime("%Y-%m-%d")}')
+          f'torch {torch.__version__}; OMP_WAIT_POLICY={os.environ.get("OMP_WAIT_POLICY", "unset")}; {time.strftime("%Y-%m-%d %H:%M")}')
     if what in ('blocks', 'all'):
-        rows = bench_blocks([int(d) for d in d_models.split(',')], [int(l) for l in lengths.split(',')], batch,
-                            repeat=repeat, device=dev, backend=backend)
-        print('\n## One block, forward + backward (ms)\n\n' + markdown(rows))
+        ds = [int(d) for d in d_models.split(',')]
+        print('\n## One block, forward + backward\n\n' + block_header(ds, batch, repeat=repeat, device=dev, backend=backend))
+        rows = bench_blocks(ds, [int(l) for l in lengths.split(',')], batch, repeat=repeat, device=dev, backend=backend)
+        print('\n' + markdown(rows, block_labels(dev)))
         print('\nTime relative to the shortest length (ours):', {d: {l: round(v, 2) for l, v in g.items()} for d, g in growth(rows).items()})
     if what in ('models', 'all'):
         print(f'\n## Whole-model training step on one {seconds:.0f} s fragment\n\n'

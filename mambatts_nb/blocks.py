@@ -96,7 +96,8 @@ class Attention(nn.Module):
     def forward(self, x, mask=None):
         b, l, d = x.shape
         q, k, v = self.qkv(x).view(b, l, 3, self.n_heads, d // self.n_heads).permute(2, 0, 3, 1, 4)  # (b, h, l, hd)
-        am = None if mask is None else mask[:, None, None, :]
+        # nothing padded → no mask: on a GPU SDPA's flash kernel takes no arbitrary mask, only None
+        am = None if mask is None or bool(mask.all()) else mask[:, None, None, :]          # (b, 1, 1, l) keys
         return self.proj(F.scaled_dot_product_attention(q, k, v, attn_mask=am).transpose(1, 2).reshape(b, l, d))
 
 class MLP(nn.Module):

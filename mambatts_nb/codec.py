@@ -4,23 +4,56 @@
 
 # %% ../nbs/03_codec.ipynb #840808ed
 from __future__ import annotations
-import hashlib, math, os, warnings
+import functools, hashlib, math, os, warnings
 from pathlib import Path
-import torch
+import torch, torchaudio, torch.nn.functional as F
 from encodec import EncodecModel
 from encodec import __version__ as encodec_version
 from .runs import cache_dir, atomic_save
 
 # %% auto #0
-__all__ = ['SAMPLE_RATE', 'FRAME_RATE', 'HOP', 'N_CODEBOOKS', 'CODEBOOK_SIZE', 'BANDWIDTH', 'PRETRAINED_LABEL', 'FALLBACK_LABEL',
-           'CODEC_MODES', 'kmeans', 'Codec', 'calibrate', 'load_codec']
+__all__ = ['SAMPLE_RATE', 'FRAME_RATE', 'HOP', 'N_CODEBOOKS', 'CODEBOOK_SIZE', 'BANDWIDTH', 'PRETRAINED_LABEL', 'SPECTRAL_LABEL',
+           'UNTRAINED_LABEL', 'CODEC_MODES', 'ENCODEC_CHECKPOINT', 'MEL', 'codec_warning', 'log_mel',
+           'log_mel_distance', 'kmeans', 'Codec', 'SpectralCodec', 'calibrate_spectral', 'calibrate',
+           'pretrained_encodec', 'load_codec']
 
 # %% ../nbs/03_codec.ipynb #9d070de2
 SAMPLE_RATE, FRAME_RATE, HOP = 24_000, 75, 320
 N_CODEBOOKS, CODEBOOK_SIZE, BANDWIDTH = 8, 1024, 6.0
 PRETRAINED_LABEL = 'codec: pretrained EnCodec 24 kHz, 6 kbps'
-FALLBACK_LABEL = 'codec: untrained fallback — audio not meaningful'
-CODEC_MODES = ('auto', 'pretrained', 'fallback')
+SPECTRAL_LABEL = 'codec: spectral RVQ offline fallback (Griffin-Lim) — not EnCodec'
+UNTRAINED_LABEL = 'codec: untrained fallback — audio not meaningful'
+CODEC_MODES = ('auto', 'pretrained', 'spectral', 'untrained')
+ENCODEC_CHECKPOINT = 'encodec_24khz-d7cc33bc.th'
+MEL = dict(sample_rate=SAMPLE_RATE, n_fft=1024, hop_length=HOP, n_mels=100)    # the one mel setting of the workbench
+
+def codec_warning(label: str) -> str|None:
+    "A one-line warning for audio made by any codec but pretrained EnCodec, else None."
+    if label == PRETRAINED_LABEL: return None
+    if label == SPECTRAL_LABEL: return f'{label}: speech you can hear, not EnCodec quality; tokens are not EnCodec tokens'
+    return label
+
+def _check_wav(wav):
+    if wav.ndim != 1: raise ValueError(f'encode expects mono audio of shape (samples,), got {tuple(wav.shape)}')
+
+def _check_codes(codes):
+    if codes.ndim != 2 or codes.shape[0] != N_CODEBOOKS:
+        raise ValueError(f'decode expects codes of shape ({N_CODEBOOKS}, frames), got {tuple(codes.shape)}')
+    if codes.numel() and (codes.min() < 0 or codes.max() >= CODEBOOK_SIZE):
+        raise ValueError(f'codes must lie in [0, {CODEBOOK_SIZE}), got [{codes.min()}, {codes.max()}]')
+
+@functools.lru_cache(maxsize=None)
+def _mel_transform(): return torchaudio.transforms.MelSpectrogram(**MEL)
+
+def log_mel(wav: torch.Tensor) -> torch.Tensor:
+    "log10 mel power (100, frames) of 24 kHz audio (S,), floored at 1e-5 — 75 frames/s, like the tokens."
+    return torch.log10(_mel_transform()(wav.float()).clamp(min=1e-5))
+
+def log_mel_distance(a: torch.Tensor, b: torch.Tensor) -> float:
+    "Mean |Δ log10 mel| between two 24 kHz waveforms over their common frames (0: identical; silence vs speech ≈ 1.9)."
+    x, y = log_mel(a), log_mel(b)
+    n = min(x.shape[1], y.shape[1])
+    return (x[:, :n] - y[:, :n]).abs().mean().item()
 
 # %% ../nbs/03_codec.ipynb #af723bbc
 def kmeans(x: torch.Tensor, k: int, iters: int = 10, seed: int = 0):
@@ -48,7 +81,7 @@ class Codec:
     def __init__(self, model: EncodecModel, pretrained: bool, key: str):
         self.model, self.pretrained, self.key = model.eval(), pretrained, key
         self.model.set_target_bandwidth(BANDWIDTH)
-        self.label = PRETRAINED_LABEL if pretrained else FALLBACK_LABEL
+        self.label = PRETRAINED_LABEL if pretrained else UNTRAINED_LABEL
 
     @staticmethod
     def n_frames(n_samples: int) -> int: return math.ceil(n_samples / HOP)
@@ -56,7 +89,7 @@ class Codec:
     @torch.no_grad()
     def encode(self, wav: torch.Tensor, segment_s: float = 10.) -> torch.Tensor:
         "Codes (8, T) of mono 24 kHz audio `wav` (S,), T = ceil(S / 320)."
-        if wav.ndim != 1: raise ValueError(f'encode expects mono audio of shape (samples,), got {tuple(wav.shape)}')
+        _check_wav(wav)
         seg = int(segment_s * FRAME_RATE) * HOP
         out = []
         for i in range(0, len(wav), seg):
@@ -68,12 +101,69 @@ class Codec:
     @torch.no_grad()
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
         "Mono 24 kHz audio (T * 320,) from codes (8, T)."
-        if codes.ndim != 2 or codes.shape[0] != N_CODEBOOKS:
-            raise ValueError(f'decode expects codes of shape ({N_CODEBOOKS}, frames), got {tuple(codes.shape)}')
-        if codes.numel() and (codes.min() < 0 or codes.max() >= CODEBOOK_SIZE):
-            raise ValueError(f'codes must lie in [0, {CODEBOOK_SIZE}), got [{codes.min()}, {codes.max()}]')
+        _check_codes(codes)
         emb = self.model.quantizer.decode(codes.long()[:, None])                     # (1, 128, T)
         return self.model.decoder(emb)[0, 0]
+
+# %% ../nbs/03_codec.ipynb #37c76e5c
+def _rvq(x, codebooks):
+    "Residual VQ of frames x (T, M) with codebooks (L, K, M) → codes (L, T) and the reconstruction (T, M)."
+    out, codes = torch.zeros_like(x), []
+    for c in codebooks:
+        k = (c.pow(2).sum(1)[None] - 2 * (x - out) @ c.T).argmin(1)            # nearest codeword of the residual
+        codes.append(k); out = out + c[k]
+    return torch.stack(codes), out
+
+class SpectralCodec:
+    "Residual VQ (8 × 1024) over log-mel frames, decoded by mel inversion and Griffin-Lim; the interface of `Codec`."
+    label, pretrained, n_frames = SPECTRAL_LABEL, False, staticmethod(Codec.n_frames)
+    def __init__(self, mean: torch.Tensor, codebooks: torch.Tensor, key: str, gl_iters: int = 64):
+        self.mean, self.codebooks, self.key, self.gl_iters = mean, codebooks, key, gl_iters   # (M,), (8, 1024, M)
+
+    @staticmethod
+    def features(wav: torch.Tensor) -> torch.Tensor:
+        "log-mel frames (T, M) of audio (S,), T = ceil(S / 320)."
+        T = Codec.n_frames(len(wav))
+        return log_mel(F.pad(wav.float(), (0, T * HOP - len(wav))))[:, :T].T
+
+    @torch.no_grad()
+    def encode(self, wav: torch.Tensor) -> torch.Tensor:
+        "Codes (8, T) of mono 24 kHz audio `wav` (S,)."
+        _check_wav(wav)
+        return _rvq(self.features(wav) - self.mean, self.codebooks)[0]
+
+    @torch.no_grad()
+    def decode(self, codes: torch.Tensor) -> torch.Tensor:
+        "Mono 24 kHz audio (T * 320,) from codes (8, T)."
+        _check_codes(codes)
+        f = sum(c[k] for c, k in zip(self.codebooks, codes.long())) + self.mean      # (T, M) log10 mel power
+        fb = _mel_transform().mel_scale.fb                                            # (K, M) filterbank
+        mel = 10 ** f.T                                                               # (M, T)
+        lin = (fb @ (mel / fb.sum(0)[:, None].clamp(min=1e-8))).clamp(min=1e-12)      # (K, T) first guess
+        norm = fb.sum(1, keepdim=True).clamp(min=1e-8)
+        for _ in range(50): lin = lin * (fb @ (mel / (fb.T @ lin).clamp(min=1e-12))) / norm   # NNLS, multiplicative
+        mag = lin.sqrt()
+        mag = torch.cat([mag, mag[:, -1:]], 1)                                        # center=True: one frame more
+        n_fft = MEL['n_fft']
+        with torch.random.fork_rng():
+            torch.manual_seed(0)
+            return torchaudio.functional.griffinlim(mag, torch.hann_window(n_fft), n_fft, HOP, n_fft, 1.0, self.gl_iters,
+                                                    0.99, codes.shape[1] * HOP, True)
+
+@torch.no_grad()
+def calibrate_spectral(wavs, share: float = 0.5, iters: int = 10, seed: int = 0) -> tuple:
+    "Mean (M,) and codebooks (8, 1024, M) fitted on 24 kHz `wavs`, each level on its own random `share` of the frames."
+    x = torch.cat([SpectralCodec.features(w) for w in wavs])                           # (N, M)
+    mean, n = x.mean(0), int(len(x) * share)
+    if n < 2 * CODEBOOK_SIZE:
+        raise ValueError(f'Calibration needs at least {int(2 * CODEBOOK_SIZE / share)} frames '
+                         f'({2 * CODEBOOK_SIZE / share / FRAME_RATE:.0f} s of audio), got {len(x)}')
+    g, books = torch.Generator().manual_seed(seed), []
+    for j in range(N_CODEBOOKS):
+        frames = (x - mean)[torch.randperm(len(x), generator=g)[:n]]                  # a fresh subset for each level
+        residual = frames - _rvq(frames, books)[1] if books else frames
+        books.append(kmeans(residual, CODEBOOK_SIZE, iters, seed + j)[0])
+    return mean, torch.stack(books)
 
 # %% ../nbs/03_codec.ipynb #e7b112db
 def _untrained(seed=0):
@@ -102,27 +192,48 @@ def calibrate(model: EncodecModel, wavs, frames_per_level: int = 2000, iters: in
         cb.embed.copy_(c); cb.embed_avg.copy_(c); cb.cluster_size.copy_(counts); cb.inited.fill_(1)
     return model
 
-def load_codec(mode: str|None = None, calibration=None, calibration_key: str = '') -> Codec:
-    """EnCodec 24 kHz. `mode` (default `$MAMBATTS_CODEC` or 'auto'): 'pretrained' requires the real weights,
-    'fallback' uses the k-means-calibrated untrained codec, 'auto' tries pretrained then falls back.
-    `calibration()` returns 24 kHz wavs (≥ 110 s in all); it is only called when the fallback is not cached."""
+def pretrained_encodec() -> EncodecModel:
+    """EnCodec's pretrained 24 kHz model: from EnCodec's checkpoint file in `$MAMBATTS_ENCODEC_DIR` when that is set
+    (EnCodec's own checksum check; a missing or wrong file is an error naming it), else EnCodec's own loader."""
+    d = os.environ.get('MAMBATTS_ENCODEC_DIR')
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore', FutureWarning)
+        if not d: return EncodecModel.encodec_model_24khz(pretrained=True)
+        f = Path(d)/ENCODEC_CHECKPOINT
+        if not f.is_file():
+            raise FileNotFoundError(f'MAMBATTS_ENCODEC_DIR={d!r} holds no {ENCODEC_CHECKPOINT}: {str(f)!r} not found')
+        try: return EncodecModel.encodec_model_24khz(pretrained=True, repository=Path(d))
+        except Exception as e:
+            raise ValueError(f"{str(f)!r} is not EnCodec's 24 kHz checkpoint ({type(e).__name__}: {e})") from e
+
+def _cached(kind: str, calibration_key: str, fit):
+    "The calibrated state of codec `kind` from the cache, or `fit()` saved there (atomically)."
+    key = hashlib.sha1(f'{kind}|{encodec_version}|{N_CODEBOOKS}|{sorted(MEL.items())}|{calibration_key}'.encode()).hexdigest()[:12]
+    path = cache_dir()/f'codec-{kind}-{key}.pt'
+    if path.exists(): return torch.load(path, weights_only=True), f'{kind}-{key}'
+    state = fit()
+    atomic_save(state, path)
+    return state, f'{kind}-{key}'
+
+def load_codec(mode: str|None = None, calibration=None, calibration_key: str = ''):
+    """The codec for `mode` (default `$MAMBATTS_CODEC`, else 'auto'): 'pretrained' EnCodec (required), 'spectral' or
+    'untrained' (offline codecs calibrated on `calibration()`, 24 kHz wavs, called only when not cached), or 'auto':
+    pretrained, else spectral with a warning."""
     mode = mode or os.environ.get('MAMBATTS_CODEC', 'auto')
     if mode not in CODEC_MODES:
         raise ValueError(f"Unknown codec mode {mode!r}; accepted: {', '.join(CODEC_MODES)}")
-    if mode != 'fallback':
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter('ignore', FutureWarning)
-                return Codec(EncodecModel.encodec_model_24khz(pretrained=True), True, 'encodec_24khz-pretrained')
+    if mode in ('auto', 'pretrained'):
+        try: return Codec(pretrained_encodec(), True, 'encodec_24khz-pretrained')
+        except (FileNotFoundError, ValueError): raise                     # $MAMBATTS_ENCODEC_DIR set but wrong
         except Exception as e:
             if mode == 'pretrained': raise RuntimeError(f'Pretrained EnCodec weights unavailable: {e}') from e
-            warnings.warn(f'Pretrained EnCodec weights unavailable ({e}); using the {FALLBACK_LABEL!r}')
-    if calibration is None: raise ValueError('The fallback codec needs calibration audio: pass `calibration`')
-    key = hashlib.sha1(f'{encodec_version}|{N_CODEBOOKS}|{calibration_key}'.encode()).hexdigest()[:12]
-    path = cache_dir()/f'codec-fallback-{key}.pt'
+            warnings.warn(f'Pretrained EnCodec weights unavailable ({e}); using the {SPECTRAL_LABEL!r}')
+            mode = 'spectral'
+    if calibration is None: raise ValueError(f'The {mode} codec needs calibration audio: pass `calibration`')
+    if mode == 'spectral':
+        (mean, books), key = _cached('spectral', calibration_key, lambda: calibrate_spectral(calibration()))
+        return SpectralCodec(mean, books, key)
     model = _untrained()
-    if path.exists(): model.load_state_dict(torch.load(path, weights_only=True))
-    else:
-        calibrate(model, calibration())
-        atomic_save(model.state_dict(), path)
-    return Codec(model, False, f'fallback-{key}')
+    state, key = _cached('untrained', calibration_key, lambda: calibrate(model, calibration()).state_dict())
+    model.load_state_dict(state)
+    return Codec(model, False, key)

@@ -11,13 +11,14 @@ from pathlib import Path
 import numpy as np, soundfile as sf, torch, torchaudio
 from tqdm.auto import tqdm
 from .text import speak, normalise, phonemize, Vocab
+from .config import TrainConfig
 from .codec import Codec, load_codec, SAMPLE_RATE, N_CODEBOOKS
 from .runs import cache_dir, atomic_save
 
 # %% auto #0
 __all__ = ['CACHE_VERSION', 'TEST_PROMPTS', 'corpus_sentences', 'frame_durations', 'to_24k', 'Utterance', 'synth_utterance',
-           'default_codec', 'load_corpus', 'corpus_vocab', 'load_ljspeech', 'require_durations', 'Batch', 'collate',
-           'split']
+           'split', 'calibration_sentences', 'default_codec', 'load_corpus', 'corpus_vocab', 'load_ljspeech',
+           'require_durations', 'Batch', 'collate']
 
 # %% ../nbs/04_data.ipynb #f4a07f2f
 CACHE_VERSION = 1
@@ -69,10 +70,20 @@ def synth_utterance(text: str, codec: Codec, uid: str = '') -> Utterance:
     atomic_save(vars(u), path)
     return u
 
+def split(utts, heldout: int, seed: int = 0):
+    "Deterministic train / held-out split (the same for every run seed)."
+    if not 0 < heldout < len(utts): raise ValueError(f'heldout must be in 1..{len(utts)-1}, got {heldout}')
+    order = torch.randperm(len(utts), generator=torch.Generator().manual_seed(seed)).tolist()
+    return [utts[i] for i in order[heldout:]], [utts[i] for i in order[:heldout]]
+
+def calibration_sentences() -> list:
+    "The corpus sentences offline codecs are calibrated on: all but those the corpus protocol holds out by default."
+    return split(corpus_sentences(), TrainConfig.heldout)[0]
+
 @functools.lru_cache(maxsize=None)
-def default_codec(mode: str|None = None) -> Codec:
-    "The codec used for the embedded corpus (pretrained, or the fallback calibrated on its first 70 sentences, ~4 min)."
-    texts = corpus_sentences()[:70]
+def default_codec(mode: str|None = None):
+    "The codec of the embedded corpus: pretrained EnCodec, or an offline codec calibrated on `calibration_sentences`."
+    texts = calibration_sentences()
     calib = lambda: [to_24k(s.audio, s.sample_rate) for s in map(speak, tqdm(texts, desc='codec calibration audio'))]
     return load_codec(mode, calibration=calib, calibration_key=_sha(*texts))
 
@@ -144,8 +155,3 @@ def collate(utts, vocab: Vocab) -> Batch:
         codes[i, :, :u.n_frames] = u.codes; fmask[i, :u.n_frames] = True
     return Batch(ph, ph != 0, dur, codes, fmask)
 
-def split(utts, heldout: int, seed: int = 0):
-    "Deterministic train / held-out split (the same for every run seed)."
-    if not 0 < heldout < len(utts): raise ValueError(f'heldout must be in 1..{len(utts)-1}, got {heldout}')
-    order = torch.randperm(len(utts), generator=torch.Generator().manual_seed(seed)).tolist()
-    return [utts[i] for i in order[heldout:]], [utts[i] for i in order[:heldout]]

@@ -4,32 +4,55 @@
 
 # %% ../nbs/12_widgets.ipynb #5666bab2
 from __future__ import annotations
-import struct, threading, zlib
+import html, io, threading
 from pathlib import Path
 import numpy as np, soundfile as sf, torch, torchaudio
 import ipywidgets as W
 from IPython.display import display
-from .codec import SAMPLE_RATE, FALLBACK_LABEL
+from matplotlib.figure import Figure
+from .codec import SAMPLE_RATE, codec_warning
 from .compare import curves_figure
-from .runs import read_json, read_config
+from .runs import read_json
 
 # %% auto #0
-__all__ = ['png_bytes', 'mel_png', 'find_runs', 'sample_row', 'run_panel', 'Dashboard', 'dashboard']
+__all__ = ['MEL_HOP', 'N_MELS', 'hz_to_mel', 'log_mel_db', 'mel_png', 'find_runs', 'codec_note', 'sample_row', 'run_panel',
+           'Dashboard', 'dashboard']
 
-# %% ../nbs/12_widgets.ipynb #c0dc9a50
-def png_bytes(img: np.ndarray) -> bytes:
-    "An 8-bit grayscale PNG of `img` (h, w) scaled to 0–255, first row at the top."
-    a = np.asarray(img, dtype=np.float64)
-    a = ((a - a.min()) / (np.ptp(a) or 1) * 255).astype(np.uint8)
-    raw = b''.join(b'\x00' + row.tobytes() for row in a)
-    chunk = lambda t, d: struct.pack('>I', len(d)) + t + d + struct.pack('>I', zlib.crc32(t + d) & 0xffffffff)
-    return b'\x89PNG\r\n\x1a\n' + chunk(b'IHDR', struct.pack('>IIBBBBB', a.shape[1], a.shape[0], 8, 0, 0, 0, 0)) \
-           + chunk(b'IDAT', zlib.compress(raw)) + chunk(b'IEND', b'')
+# %% ../nbs/12_widgets.ipynb #ee1464a0
+MEL_HOP, N_MELS = 256, 80                                           # 10.7 ms frames, 80 mel bands up to 12 kHz
 
-def mel_png(wav: np.ndarray) -> bytes:
-    "Log-mel spectrogram (80 mels, low frequencies at the bottom) of 24 kHz audio as PNG bytes."
-    mel = torchaudio.transforms.MelSpectrogram(SAMPLE_RATE, n_fft=1024, hop_length=256, n_mels=80)
-    return png_bytes(torch.log(mel(torch.as_tensor(wav, dtype=torch.float32)) + 1e-5).flip(0).numpy())
+def hz_to_mel(hz):
+    "HTK mel scale (torchaudio's `MelSpectrogram` default): 2595·log10(1 + f/700)."
+    return 2595 * np.log10(1 + np.asarray(hz, dtype=np.float64) / 700)
+
+def log_mel_db(wav) -> np.ndarray:
+    "Mel power spectrogram (N_MELS, frames) of 24 kHz audio in dB, floored 80 dB below its peak."
+    mel = torchaudio.transforms.MelSpectrogram(SAMPLE_RATE, n_fft=1024, hop_length=MEL_HOP, n_mels=N_MELS)
+    db = 10 * torch.log10(mel(torch.as_tensor(wav, dtype=torch.float32)) + 1e-10).numpy()
+    return np.maximum(db, db.max() - 80)
+
+# %% ../nbs/12_widgets.ipynb #2ca80a0d
+def mel_png(wav, title='log-mel spectrogram') -> bytes:
+    "A 360×160 px PNG of `log_mel_db(wav)`: time (s) across, mel-spaced frequency (kHz) up, a dB colour bar."
+    db = log_mel_db(wav)                                            # (N_MELS, frames)
+    top = hz_to_mel(SAMPLE_RATE / 2)
+    step = top / (N_MELS + 1)                                       # band k is centred at (k + 1)·step mel
+    frame = MEL_HOP / SAMPLE_RATE                                   # frame t is centred at t·frame seconds
+    fig = Figure(figsize=(3.6, 1.6), dpi=100)
+    ax, bar = fig.add_axes((0.12, 0.27, 0.7, 0.6)), fig.add_axes((0.84, 0.27, 0.025, 0.6))
+    im = ax.imshow(db, origin='lower', aspect='auto', cmap='magma', interpolation='nearest',
+                   extent=(-frame / 2, (db.shape[1] - 0.5) * frame, step / 2, top - step / 2))
+    khz = [0, 1, 2, 4, 8]
+    ax.set_yticks(hz_to_mel(np.array(khz) * 1000), [str(k) for k in khz])
+    ax.set_xlabel('time (s)', fontsize=8)
+    ax.set_ylabel('frequency (kHz)', fontsize=8)
+    ax.set_title(title, fontsize=8)
+    ax.tick_params(labelsize=7)
+    fig.colorbar(im, cax=bar).ax.tick_params(labelsize=7)
+    bar.set_title('dB', fontsize=7)
+    buf = io.BytesIO()
+    fig.savefig(buf, format='png')
+    return buf.getvalue()
 
 # %% ../nbs/12_widgets.ipynb #6792d253
 def find_runs(root) -> list:
@@ -41,6 +64,12 @@ def _label(run: Path, root) -> str:
     rel = run.relative_to(root) if run.is_relative_to(root) else run
     return f"{rel} ({cfg.get('model', {}).get('arch', '?')}, seed {cfg.get('train', {}).get('seed', '?')})"
 
+def codec_note(label) -> W.HTML|None:
+    "The codec's warning (`codec_warning`) in red, or None when the label needs none (pretrained EnCodec)."
+    text = codec_warning(label)
+    if not text: return None
+    return W.HTML(f'<div class="mambatts-codec-warning" style="color:#b00;font-weight:bold">⚠ {html.escape(text)}</div>')
+
 def sample_row(run: Path, rec: dict) -> W.HBox:
     "Player, mel picture and measures of one sample of samples.json."
     path = run/rec['file']
@@ -49,14 +78,12 @@ def sample_row(run: Path, rec: dict) -> W.HBox:
     text = W.HTML(f"<b>{rec['name']}</b><br><i>{rec['text']}</i><br>{rec['seconds']:.2f} s {('· ' + measures) if measures else ''}",
                   layout=W.Layout(width='32%'))
     return W.HBox([text, W.Audio(value=path.read_bytes(), format='wav', autoplay=False),
-                   W.Image(value=mel_png(wav), format='png', layout=W.Layout(width='360px', height='90px'))])
+                   W.Image(value=mel_png(wav), format='png')])
 
 def run_panel(run: Path) -> W.VBox:
-    "Samples of a run, each ground truth (codec-decoded) or generated, with a fallback-codec warning."
-    cfg = read_json(run/'config.json', {})
-    items = [W.HTML(f'<h4>{run.name}</h4>')]
-    if cfg.get('codec') == FALLBACK_LABEL:
-        items.append(W.HTML(f'<div style="color:#b00;font-weight:bold">⚠ {FALLBACK_LABEL}</div>'))
+    "Samples of a run, each ground truth (codec-decoded) or generated, under the codec's warning if it has one."
+    note = codec_note(read_json(run/'config.json', {}).get('codec'))
+    items = [W.HTML(f'<h4>{run.name}</h4>')] + ([note] if note else [])
     recs = read_json(run/'samples'/'samples.json', [])
     items += [sample_row(run, r) for r in recs] or [W.HTML('<i>no samples yet</i>')]
     return W.VBox(items)
@@ -94,7 +121,7 @@ class Dashboard:
         while self.live.value and not stop.wait(5): self.refresh()
 
     def synthesise(self) -> Path|None:
-        "Speak the text box with the first selected run; play it below."
+        "Speak the text box with the first selected run; play it below, the codec's warning under it."
         from mambatts_nb.generate import synthesise_to_wav
         self.synth_out.clear_output()
         with self.synth_out:
@@ -102,8 +129,9 @@ class Dashboard:
             run = self.picker.value[0]
             try: out, codec = synthesise_to_wav(run, self.text.value, Path(run)/'samples'/'dashboard.wav')
             except (ValueError, FileNotFoundError) as e: print(e); return None
-            if codec.label == FALLBACK_LABEL: print(f'⚠ {FALLBACK_LABEL}')
             display(W.Audio(value=out.read_bytes(), format='wav', autoplay=False))
+            note = codec_note(codec.label)
+            if note: display(note)
             return out
 
 def dashboard(root='outputs') -> W.VBox:

@@ -1,43 +1,118 @@
-"The dashboard served by Voila and rendered in headless Chromium: a plot and playable audio appear."
-import os, shutil, socket, subprocess, sys, time
+"""The dashboard as its users see it: listen.ipynb opened in JupyterLab, all cells run from the Run menu, in headless
+Chromium. The plotly curves, the audio players and no error output must appear; a screenshot lands in outputs/."""
+import json, os, shutil, socket, subprocess, sys, time, urllib.request
+from contextlib import contextmanager
 from pathlib import Path
 import papermill as pm, pytest
+from playwright.sync_api import sync_playwright, TimeoutError as PlaywrightTimeout
+from mambatts_nb.codec import codec_warning
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = shutil.which('chromium')
 FLAGS = ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
          '--disable-component-update', '--disable-sync']
+SHOT = ROOT/'outputs'/'dashboard-screenshot.png'
+# JupyterLab user settings for the test: no news or update checks (nothing leaves 127.0.0.1), and every cell kept in
+# the page (no windowing) so the whole dashboard is in the DOM and on the screenshot.
+SETTINGS = {'@jupyterlab/apputils-extension/notification': dict(fetchNews='false', checkForUpdates=False),
+            '@jupyterlab/notebook-extension/tracker': dict(windowingMode='none')}
 
-def _free_port():
-    with socket.socket() as s: s.bind(('127.0.0.1', 0)); return s.getsockname()[1]
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(('127.0.0.1', 0))
+        return s.getsockname()[1]
 
-@pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not installed (.ci/run installs it)")
-def test_dashboard_renders_in_chromium(tmp_path):
-    from playwright.sync_api import sync_playwright
-    pm.execute_notebook(ROOT/'nbs'/'train.ipynb', tmp_path/'train.ipynb', parameters=dict(out_dir=str(tmp_path), steps=3),
-                        kernel_name='python3', progress_bar=False, cwd=str(ROOT/'nbs'))
+def _wait_http(url, timeout=90):
+    "Poll `url` until it answers 200, or fail with the time waited."
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as r:
+                if r.status == 200: return
+        except OSError: time.sleep(0.5)
+    raise TimeoutError(f'{url} did not answer within {timeout} s')
+
+@contextmanager
+def jupyterlab(root: Path, home: Path, env: dict):
+    "A JupyterLab server on a free 127.0.0.1 port serving `root`, no token or password; yields its base URL."
+    for name, values in SETTINGS.items():
+        f = home/'settings'/f'{name}.jupyterlab-settings'
+        f.parent.mkdir(parents=True, exist_ok=True)
+        f.write_text(json.dumps(values))
     port = _free_port()
-    server = subprocess.Popen([sys.executable, '-m', 'voila', str(ROOT/'nbs'/'listen.ipynb'), '--no-browser', f'--port={port}',
-                               '--Voila.ip=127.0.0.1'], env=dict(os.environ, MAMBATTS_OUTPUTS=str(tmp_path)),
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.time() + 60
-        while time.time() < deadline:
-            with socket.socket() as s:
-                if s.connect_ex(('127.0.0.1', port)) == 0: break
-            time.sleep(0.5)
-        with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
-            page = browser.new_page(viewport={'width': 1400, 'height': 1000})
-            page.goto(f'http://127.0.0.1:{port}/', timeout=120_000)
-            page.wait_for_selector('audio', timeout=180_000)
-            page.wait_for_selector('.js-plotly-plot', timeout=60_000)
-            srcs = page.eval_on_selector_all('audio', 'els => els.map(e => e.currentSrc || e.src || "")')
-            shot = ROOT/'outputs'/'dashboard-screenshot.png'
-            shot.parent.mkdir(exist_ok=True)
-            page.screenshot(path=str(shot), full_page=True)
+    env = dict(os.environ, **env, JUPYTERLAB_SETTINGS_DIR=str(home/'settings'), JUPYTERLAB_WORKSPACES_DIR=str(home/'workspaces'),
+               JUPYTER_RUNTIME_DIR=str(home/'runtime'))
+    cmd = [sys.executable, '-m', 'jupyterlab', '--no-browser', '--allow-root', '--ServerApp.ip=127.0.0.1', f'--ServerApp.port={port}',
+           '--ServerApp.port_retries=0', '--IdentityProvider.token=', '--ServerApp.password=', f'--ServerApp.root_dir={root}',
+           '--LabApp.extension_manager=readonly']
+    with open(home/'server.log', 'w') as log:
+        server = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=root)
+        try:
+            url = f'http://127.0.0.1:{port}'
+            _wait_http(f'{url}/lab')
+            yield url
+        finally:
+            server.terminate()
+            try: server.wait(timeout=30)
+            except subprocess.TimeoutExpired: server.kill()
+
+def run_all_cells(page, tries=3):
+    "JupyterLab's own Run ▸ Run All Cells menu command, repeated while no cell starts (a kernel that only just said idle)."
+    for _ in range(tries):
+        page.locator('.lm-MenuBar-item', has_text='Run').first.click()
+        page.locator('.lm-Menu-item[data-command="runmenu:run-all"]').click()
+        try:
+            page.wait_for_function("""() => [...document.querySelectorAll('.jp-CodeCell .jp-InputPrompt')]
+                                                .some(p => /\\[[*0-9]+\\]/.test(p.innerText))""", timeout=10_000)
+            return
+        except PlaywrightTimeout: pass
+    raise AssertionError(f'Run All Cells started no cell in {tries} tries')
+
+def dashboard_state(page) -> dict:
+    "What the page shows: plotly figures with their trace counts, audio sources, mel pictures, codec warnings, error outputs."
+    return page.evaluate("""() => ({
+        plots: [...document.querySelectorAll('.js-plotly-plot')].map(p => (p.data || []).length),
+        audio: [...document.querySelectorAll('audio')].map(a => a.currentSrc || a.src || ''),
+        errors: [...document.querySelectorAll('[data-mime-type="application/vnd.jupyter.error"]')].map(e => e.innerText),
+        stderr: [...document.querySelectorAll('[data-mime-type="application/vnd.jupyter.stderr"]')].map(e => e.innerText),
+        warnings: [...document.querySelectorAll('.mambatts-codec-warning')].map(e => e.innerText),
+        images: [...document.querySelectorAll('.widget-image')].map(i => i.naturalWidth),
+    })""")
+
+# the dashboard has drawn its players and curves, or a cell has failed (JupyterLab 4 shows tracebacks as stderr)
+DONE = """() => (document.querySelectorAll('audio').length >= 5 && document.querySelector('.js-plotly-plot'))
+             || [...document.querySelectorAll('[data-mime-type$="error"], [data-mime-type$="stderr"]')]
+                    .some(e => /Traceback|Error/.test(e.innerText))"""
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not on PATH (apt-get install chromium; .ci/run does)")
+def test_dashboard_runs_in_jupyterlab(tmp_path):
+    runs, lab = tmp_path/'outputs', tmp_path/'lab'
+    pm.execute_notebook(ROOT/'nbs'/'train.ipynb', tmp_path/'train.ipynb', parameters=dict(out_dir=str(runs), steps=3),
+                        kernel_name='python3', progress_bar=False, cwd=str(ROOT/'nbs'))
+    lab.mkdir()
+    shutil.copy(ROOT/'nbs'/'listen.ipynb', lab/'listen.ipynb')      # JupyterLab saves what it runs: never into nbs/
+    with jupyterlab(lab, tmp_path, dict(MAMBATTS_OUTPUTS=str(runs))) as url, sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        try:
+            page = browser.new_page(viewport={'width': 1500, 'height': 2000})
+            page.goto(f'{url}/lab/tree/listen.ipynb', timeout=120_000)
+            page.wait_for_selector('.jp-Notebook .jp-Cell', timeout=120_000)
+            page.wait_for_selector('.jp-Notebook-ExecutionIndicator[data-status="idle"]', timeout=120_000)
+            run_all_cells(page)
+            page.wait_for_function(DONE, timeout=240_000)
+            page.wait_for_selector('.jp-Notebook-ExecutionIndicator[data-status="idle"]', timeout=120_000)
+            page.keyboard.press('Control+b')                         # hide the file browser for the screenshot
+            page.wait_for_timeout(1000)
+            SHOT.parent.mkdir(exist_ok=True)
+            page.screenshot(path=str(SHOT))
+            state = dashboard_state(page)
+        finally:
             browser.close()
-        assert len(srcs) >= 5 and all(s for s in srcs), srcs
-        assert shot.stat().st_size > 10_000
-    finally:
-        server.terminate(); server.wait(timeout=30)
+    assert state['plots'] and all(n > 0 for n in state['plots']), state
+    assert len(state['audio']) >= 5 and all(state['audio']), state
+    errors = state['errors'] + [t for t in state['stderr'] if 'Traceback' in t or 'Error' in t]
+    assert not errors, errors
+    assert len(state['images']) >= 5 and all(w > 0 for w in state['images']), state
+    warning = codec_warning(json.loads(next(runs.rglob('config.json')).read_text()).get('codec'))
+    assert state['warnings'] == ([f'⚠ {warning}'] if warning else []), state['warnings']
+    assert SHOT.stat().st_size > 20_000

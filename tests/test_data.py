@@ -1,7 +1,7 @@
 "Durations, codec round trip, fallback non-degeneracy, bad text."
 import re
 import pytest, torch
-from mambatts_nb.codec import Codec, N_CODEBOOKS, CODEBOOK_SIZE, FALLBACK_LABEL, HOP
+from mambatts_nb.codec import Codec, N_CODEBOOKS, CODEBOOK_SIZE, HOP
 from mambatts_nb.data import load_corpus, to_24k, corpus_sentences, frame_durations
 from mambatts_nb.text import speak, normalise
 

@@ -1,0 +1,44 @@
+"The offline codecs: the spectral codec's round trip of held-out text, mode selection, air-gapped EnCodec errors."
+import pytest, torch
+from mambatts_nb.codec import (SpectralCodec, Codec, log_mel_distance, load_codec, codec_warning, SPECTRAL_LABEL,
+                               UNTRAINED_LABEL, ENCODEC_CHECKPOINT)
+from mambatts_nb.data import default_codec, corpus_sentences, calibration_sentences, split, to_24k
+from mambatts_nb.text import speak
+
+def heldout_wavs(n=6):
+    "Audio of corpus sentences the offline codecs were not calibrated on (the corpus protocol's held-out ones)."
+    held = split(corpus_sentences(), 20)[1][:n]
+    assert not set(held) & set(calibration_sentences())
+    return [to_24k(s.audio, s.sample_rate) for s in map(speak, held)]
+
+def test_spectral_round_trip_of_heldout_text_is_close_and_far_better_than_untrained():
+    spectral, untrained = default_codec('spectral'), default_codec('untrained')
+    assert isinstance(spectral, SpectralCodec) and spectral.label == SPECTRAL_LABEL and untrained.label == UNTRAINED_LABEL
+    wavs = heldout_wavs()
+    d = [log_mel_distance(spectral.decode(spectral.encode(w)), w) for w in wavs]
+    u = [log_mel_distance(untrained.decode(untrained.encode(w)), w) for w in wavs]
+    silence = [log_mel_distance(torch.zeros_like(w), w) for w in wavs]
+    # measured on all 20 held-out sentences: 0.181 (max 0.202); the issue's goal is 0.15, not reached (see 03_codec)
+    assert sum(d) / len(d) < 0.19, d
+    assert sum(u) / len(u) > 5 * sum(d) / len(d) and sum(silence) > 10 * sum(d)
+
+def test_spectral_codes_are_not_degenerate_and_decode_to_the_right_length():
+    c, w = default_codec('spectral'), torch.cat(heldout_wavs(2))
+    codes = c.encode(w)
+    assert codes.shape == (8, Codec.n_frames(len(w))) and codes.dtype == torch.long
+    assert min(len(torch.unique(k)) for k in codes) >= 100
+    assert c.decode(codes).shape == (codes.shape[1] * 320,)
+
+def test_modes_and_warnings(monkeypatch):
+    with pytest.raises(ValueError, match="Unknown codec mode 'fallback'; accepted: auto, pretrained, spectral, untrained"):
+        load_codec('fallback')
+    monkeypatch.setenv('MAMBATTS_CODEC', 'spectral')
+    with pytest.raises(ValueError, match='The spectral codec needs calibration audio'): load_codec()
+    assert 'not EnCodec' in codec_warning(SPECTRAL_LABEL) and codec_warning(UNTRAINED_LABEL) == UNTRAINED_LABEL
+
+def test_air_gapped_encodec_dir_errors_name_the_file(tmp_path, monkeypatch):
+    monkeypatch.setenv('MAMBATTS_ENCODEC_DIR', str(tmp_path))
+    with pytest.raises(FileNotFoundError, match=f"holds no {ENCODEC_CHECKPOINT}"): load_codec('auto', calibration=lambda: [])
+    (tmp_path/ENCODEC_CHECKPOINT).write_bytes(b'corrupt')
+    with pytest.raises(ValueError, match=f"{ENCODEC_CHECKPOINT}' is not EnCodec's 24 kHz checkpoint .*checksum"):
+        load_codec('pretrained')
