@@ -142,13 +142,14 @@ class SpectralCodec:
         lin = (fb @ (mel / fb.sum(0)[:, None].clamp(min=1e-8))).clamp(min=1e-12)      # (K, T) first guess
         norm = fb.sum(1, keepdim=True).clamp(min=1e-8)
         for _ in range(50): lin = lin * (fb @ (mel / (fb.T @ lin).clamp(min=1e-12))) / norm   # NNLS, multiplicative
-        mag = lin.sqrt()
-        mag = torch.cat([mag, mag[:, -1:]], 1)                                        # center=True: one frame more
-        n_fft = MEL['n_fft']
+        T, n_fft = codes.shape[1], MEL['n_fft']
+        pad = max(1, 4 - T)                  # center=True wants one frame more; Griffin-Lim's STFT needs > n_fft/2 samples
+        mag = torch.cat([lin.sqrt(), torch.zeros(len(lin), pad)], 1)
         with torch.random.fork_rng():
             torch.manual_seed(0)
-            return torchaudio.functional.griffinlim(mag, torch.hann_window(n_fft), n_fft, HOP, n_fft, 1.0, self.gl_iters,
-                                                    0.99, codes.shape[1] * HOP, True)
+            wav = torchaudio.functional.griffinlim(mag, torch.hann_window(n_fft), n_fft, HOP, n_fft, 1.0, self.gl_iters,
+                                                   0.99, (T + pad - 1) * HOP, True)
+        return wav[:T * HOP]
 
 @torch.no_grad()
 def calibrate_spectral(wavs, share: float = 0.5, iters: int = 10, seed: int = 0) -> tuple:

@@ -10,7 +10,7 @@ import soundfile as sf, torch, torchaudio
 from safetensors.torch import load_file
 from .config import ModelConfig
 from .text import Vocab, phonemize
-from .codec import SAMPLE_RATE
+from .codec import SAMPLE_RATE, MEL, log_mel_distance
 from .data import TEST_PROMPTS, Utterance
 from .model import TTSModel
 from .runs import write_json, read_config
@@ -21,15 +21,13 @@ __all__ = ['audio_measures', 'load_run', 'synthesise', 'write_samples', 'stream_
 
 # %% ../nbs/10_generate.ipynb #fce07e52
 def audio_measures(generated: torch.Tensor, reference: torch.Tensor) -> dict:
-    "Log-mel L1 and mel-cepstral distortion (dB) between two 24 kHz waveforms, over their common length."
+    "Mean |Δ log10 mel| (`codec.log_mel_distance`) and mel-cepstral distortion (dB) between two 24 kHz waveforms."
     n = min(len(generated), len(reference))
     if n < 2048: raise ValueError(f'audio too short to compare: {n} samples')
-    mel = torchaudio.transforms.MelSpectrogram(SAMPLE_RATE, n_fft=1024, hop_length=256, n_mels=80)
-    lm = lambda w: torch.log(mel(w[:n].float()) + 1e-5)
-    mfcc = torchaudio.transforms.MFCC(SAMPLE_RATE, n_mfcc=14, melkwargs=dict(n_fft=1024, hop_length=256, n_mels=80))
+    mfcc = torchaudio.transforms.MFCC(SAMPLE_RATE, n_mfcc=14, melkwargs=dict(n_fft=MEL['n_fft'], hop_length=MEL['hop_length'], n_mels=80))
     c1, c2 = mfcc(generated[:n].float())[1:], mfcc(reference[:n].float())[1:]
     mcd = (10 / math.log(10)) * torch.sqrt(2 * ((c1 - c2) ** 2).sum(0)).mean()
-    return dict(log_mel_l1=(lm(generated) - lm(reference)).abs().mean().item(), mcd_db=mcd.item())
+    return dict(log_mel_l1=log_mel_distance(generated[:n], reference[:n]), mcd_db=mcd.item())
 
 # %% ../nbs/10_generate.ipynb #d2a983cd
 def load_run(run_dir, device='cpu'):

@@ -6,11 +6,11 @@
 from __future__ import annotations
 import html, io, threading
 from pathlib import Path
-import numpy as np, soundfile as sf, torch, torchaudio
+import numpy as np, soundfile as sf, torch
 import ipywidgets as W
 from IPython.display import display
 from matplotlib.figure import Figure
-from .codec import SAMPLE_RATE, codec_warning
+from .codec import SAMPLE_RATE, MEL, log_mel, codec_warning
 from .compare import curves_figure
 from .runs import read_json
 
@@ -19,16 +19,15 @@ __all__ = ['MEL_HOP', 'N_MELS', 'hz_to_mel', 'log_mel_db', 'mel_png', 'find_runs
            'Dashboard', 'dashboard']
 
 # %% ../nbs/12_widgets.ipynb #ee1464a0
-MEL_HOP, N_MELS = 256, 80                                           # 10.7 ms frames, 80 mel bands up to 12 kHz
+MEL_HOP, N_MELS = MEL['hop_length'], MEL['n_mels']                  # the workbench's one mel setting: 75 frames/s, 100 bands
 
 def hz_to_mel(hz):
     "HTK mel scale (torchaudio's `MelSpectrogram` default): 2595·log10(1 + f/700)."
     return 2595 * np.log10(1 + np.asarray(hz, dtype=np.float64) / 700)
 
 def log_mel_db(wav) -> np.ndarray:
-    "Mel power spectrogram (N_MELS, frames) of 24 kHz audio in dB, floored 80 dB below its peak."
-    mel = torchaudio.transforms.MelSpectrogram(SAMPLE_RATE, n_fft=1024, hop_length=MEL_HOP, n_mels=N_MELS)
-    db = 10 * torch.log10(mel(torch.as_tensor(wav, dtype=torch.float32)) + 1e-10).numpy()
+    "Mel power spectrogram (N_MELS, frames) of 24 kHz audio in dB (`codec.log_mel`), floored 80 dB below its peak."
+    db = 10 * log_mel(torch.as_tensor(wav, dtype=torch.float32)).numpy()
     return np.maximum(db, db.max() - 80)
 
 # %% ../nbs/12_widgets.ipynb #2ca80a0d

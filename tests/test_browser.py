@@ -56,17 +56,28 @@ def jupyterlab(root: Path, home: Path, env: dict):
             try: server.wait(timeout=30)
             except subprocess.TimeoutExpired: server.kill()
 
+def wait_kernel_settled(url, timeout=120):
+    "Wait until the server holds one session whose kernel stays the same and idle for 3 s (JupyterLab may replace its first)."
+    deadline, seen = time.time() + timeout, []
+    while time.time() < deadline:
+        with urllib.request.urlopen(f'{url}/api/sessions', timeout=5) as r:
+            sessions = json.load(r)
+        seen.append([(s['kernel']['id'], s['kernel']['execution_state']) for s in sessions])
+        if len(seen) >= 4 and all(len(k) == 1 and k == seen[-1] and k[0][1] == 'idle' for k in seen[-4:]): return
+        time.sleep(1)
+    raise TimeoutError(f'no settled idle kernel within {timeout} s: {seen[-3:]}')
+
 def run_all_cells(page, tries=3):
-    "JupyterLab's own Run ▸ Run All Cells menu command, repeated while no cell starts (a kernel that only just said idle)."
+    "JupyterLab's own Run ▸ Run All Cells menu command, repeated while no cell finishes (a kernel that went away)."
     for _ in range(tries):
         page.locator('.lm-MenuBar-item', has_text='Run').first.click()
         page.locator('.lm-Menu-item[data-command="runmenu:run-all"]').click()
-        try:
-            page.wait_for_function("""() => [...document.querySelectorAll('.jp-CodeCell .jp-InputPrompt')]
-                                                .some(p => /\\[[*0-9]+\\]/.test(p.innerText))""", timeout=10_000)
+        try:                                                # the parameters cell is instant: its count must appear
+            page.wait_for_function("""() => /\\[[0-9]+\\]/.test(document.querySelector('.jp-CodeCell .jp-InputPrompt').innerText)""",
+                                   timeout=60_000)
             return
         except PlaywrightTimeout: pass
-    raise AssertionError(f'Run All Cells started no cell in {tries} tries')
+    raise AssertionError(f'Run All Cells finished no cell in {tries} tries')
 
 def dashboard_state(page) -> dict:
     "What the page shows: plotly figures with their trace counts, audio sources, mel pictures, codec warnings, error outputs."
@@ -93,20 +104,21 @@ def test_dashboard_runs_in_jupyterlab(tmp_path):
     shutil.copy(ROOT/'nbs'/'listen.ipynb', lab/'listen.ipynb')      # JupyterLab saves what it runs: never into nbs/
     with jupyterlab(lab, tmp_path, dict(MAMBATTS_OUTPUTS=str(runs))) as url, sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        page = browser.new_page(viewport={'width': 1500, 'height': 2000})
         try:
-            page = browser.new_page(viewport={'width': 1500, 'height': 2000})
             page.goto(f'{url}/lab/tree/listen.ipynb', timeout=120_000)
             page.wait_for_selector('.jp-Notebook .jp-Cell', timeout=120_000)
-            page.wait_for_selector('.jp-Notebook-ExecutionIndicator[data-status="idle"]', timeout=120_000)
+            wait_kernel_settled(url)
+            page.wait_for_selector('.jp-Notebook-ExecutionIndicator[data-status="idle"]', timeout=60_000)
             run_all_cells(page)
             page.wait_for_function(DONE, timeout=240_000)
             page.wait_for_selector('.jp-Notebook-ExecutionIndicator[data-status="idle"]', timeout=120_000)
-            page.keyboard.press('Control+b')                         # hide the file browser for the screenshot
+        finally:                                            # the screenshot and the state tell what went wrong, too
+            page.keyboard.press('Control+b')                # hide the file browser for the screenshot
             page.wait_for_timeout(1000)
             SHOT.parent.mkdir(exist_ok=True)
             page.screenshot(path=str(SHOT))
             state = dashboard_state(page)
-        finally:
             browser.close()
     assert state['plots'] and all(n > 0 for n in state['plots']), state
     assert len(state['audio']) >= 5 and all(state['audio']), state
