@@ -198,14 +198,14 @@ def write_report(phase_dir) -> Path:
     phase_dir = Path(phase_dir)
     runs = load_runs(phase_dir)
     rows = phase_table(runs)
-    note = STUDY_NOTES.get(phase_dir.name)
+    note, lines = STUDY_NOTES.get(phase_dir.name), verdicts(rows)
     md = (f'# {phase_dir.name}\n\n{len(runs)} runs in `{phase_dir}`; mean ± 95% CI (Student t) over seeds. "study" columns are the '
           'study\'s published numbers, at its model sizes and on its GPU ("–": not published). Tensor peak MB is the peak of '
           'live tensor bytes during a training step (CUDA max_memory_allocated on a GPU; the profiler\'s allocation events '
           'plus parameters, gradients and optimiser state on a CPU). The majority-code floor is the accuracy of always '
           'answering each codebook\'s most frequent training code, on the held-out frames (corpus protocol) or on the '
           'training frames (fragment protocol); unigram CE is the cross-entropy of the training codes\' frequencies.\n\n'
-          + table_markdown(rows) + '\n' + ('\n' + '\n'.join(verdicts(rows)) + '\n' if verdicts(rows) else '')
+          + table_markdown(rows) + '\n' + ('\n' + '\n'.join(lines) + '\n' if lines else '')
           + (f'\nThe study: {note}\n' if note else ''))
     (phase_dir/'report.md').write_text(md, encoding='utf-8')
     figs = [curves_band_figure(runs), milestones_figure(runs), scatter_figure(rows, 'params', 'accuracy vs parameters'),

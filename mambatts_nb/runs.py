@@ -5,6 +5,7 @@
 # %% ../nbs/01_runs.ipynb #2562bfdd
 from __future__ import annotations
 import csv, json, os, socket, time
+from contextlib import contextmanager
 from dataclasses import dataclass, asdict
 from pathlib import Path
 import torch
@@ -116,21 +117,20 @@ def is_finished(run_dir, steps: int) -> bool:
     return bool(s.get('finished')) and s.get('steps', 0) >= steps
 
 # %% ../nbs/01_runs.ipynb #23463c43
+@contextmanager
 def run_lock(run_dir):
-    "A context manager holding `run_dir`'s lock; raises `RuntimeError` naming the holder when another process has it."
+    "Hold `run_dir`'s lock for the `with` block; raises `RuntimeError` naming the holder when another process has it."
     run_dir = Path(run_dir); run_dir.mkdir(parents=True, exist_ok=True)
     lock, holder = FileLock(run_dir/'.lock', timeout=0), run_dir/'.lock.holder.json'
-    class _Held:
-        def __enter__(self):
-            try: lock.acquire()
-            except Timeout:
-                h = read_json(holder, {})
-                raise RuntimeError(f"Run {str(run_dir)!r} is in use by another process (host {h.get('host', '?')}, "
-                                   f"pid {h.get('pid', '?')}, since {h.get('since', '?')}); wait for it to finish or "
-                                   "choose another run_name") from None
-            write_json(holder, dict(host=socket.gethostname(), pid=os.getpid(), since=time.strftime('%Y-%m-%d %H:%M:%S')))
-            return run_dir
-        def __exit__(self, *exc):
-            holder.unlink(missing_ok=True)
-            lock.release()
-    return _Held()
+    try: lock.acquire()
+    except Timeout:
+        h = read_json(holder, {})
+        raise RuntimeError(f"Run {str(run_dir)!r} is in use by another process (host {h.get('host', '?')}, "
+                           f"pid {h.get('pid', '?')}, since {h.get('since', '?')}); wait for it to finish or "
+                           "choose another run_name") from None
+    try:
+        write_json(holder, dict(host=socket.gethostname(), pid=os.getpid(), since=time.strftime('%Y-%m-%d %H:%M:%S')))
+        yield run_dir
+    finally:
+        holder.unlink(missing_ok=True)
+        lock.release()

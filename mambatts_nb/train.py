@@ -133,6 +133,7 @@ class Session:
     step: int = 0
     wall0: float = 0.0
     milestones: Milestones = None
+    heldout: dict = None               # the latest held-out evaluation of this session
 
 def _check_same_run(run_dir, mcfg, tcfg):
     "Refuse to resume or skip a run directory that holds a different configuration."
@@ -215,6 +216,7 @@ def train_steps(s: Session, tcfg: TrainConfig, progress: bool = True):
             dacc = duration_accuracy(log_dur, b.durations, b.phoneme_mask)
             s.milestones.update(step, wall, acc['acc'], dacc)
             ev = evaluate(s.model, s.held, s.vocab, s.device) if s.held and (step % tcfg.eval_every == 0 or step == tcfg.steps) else {}
+            if ev: s.heldout = ev
             step_ms = sum(timer.ms.values())
             row = dict(step=step, wall_s=wall, loss=loss.item(), token_loss=tok.item(), dur_loss=dur.item(),
                        acc=acc['acc'], top10=acc['top10'], dur_acc=dacc, **{f'acc_cb{k}': a for k, a in enumerate(acc['acc_cb'])},
@@ -259,7 +261,7 @@ def finish(s: Session) -> dict:
     col = lambda c, rs=rows: [float(r[c]) for r in rs if r.get(c) not in (None, '')]
     timed = rows[min(5, len(rows) - 1):]                      # skip warm-up steps
     last, config = rows[-1], s.config
-    ev = evaluate(s.model, s.held, s.vocab, s.device) if s.held else {}
+    ev = {} if not s.held else s.heldout if s.heldout else evaluate(s.model, s.held, s.vocab, s.device)   # the last step's, once
     base = config['baselines']
     summary = dict(finished=True, steps=int(last['step']), wall_s=float(last['wall_s']), final_acc=float(last['acc']),
                    peak_acc=max(col('acc')), final_dur_acc=float(last['dur_acc']), final_top10=float(last['top10']),
