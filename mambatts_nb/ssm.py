@@ -198,12 +198,17 @@ def resolve_backend(backend: str, device) -> str:
 
 def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False, h0=None, backend='auto'):
     """u, delta, z (b, d, l); A (d, n); B, C (b, n, l); D, delta_bias (d,); h0 (b, d, n).
-    Returns y (b, d, l) and the last state (b, d, n)."""
+    Returns y (b, d, l) in u's dtype and the last state (b, d, n) in fp32. The scan runs and accumulates in fp32, also
+    under bf16 autocast (as mamba_ssm's kernel does): Δ·A summed over hundreds of frames is not a bf16 quantity."""
     backend = resolve_backend(backend, u.device)
     if backend == 'mamba_ssm' and h0 is None:   # the CUDA kernel starts from a zero state
         return _mamba_ssm_scan(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state=True)
-    if delta_bias is not None: delta = delta + delta_bias[:, None]
-    if delta_softplus: delta = F.softplus(delta)
-    y, last = {'step': scan_step, 'fused': scan_fused}.get(backend, scan_parallel)(u, delta, A, B, C, h0)
-    if D is not None: y = y + D[:, None] * u
-    return (y if z is None else y * F.silu(z)), last
+    dtype, acc = u.dtype, torch.promote_types(u.dtype, torch.float32)      # bf16 → fp32; fp32 and fp64 stay
+    with torch.autocast(u.device.type, enabled=False):
+        u, delta, A, B, C = (t.to(acc) for t in (u, delta, A, B, C))
+        if delta_bias is not None: delta = delta + delta_bias.to(acc)[:, None]
+        if delta_softplus: delta = F.softplus(delta)
+        y, last = {'step': scan_step, 'fused': scan_fused}.get(backend, scan_parallel)(u, delta, A, B, C, h0 if h0 is None else h0.to(acc))
+        if D is not None: y = y + D.to(acc)[:, None] * u
+        if z is not None: y = y * F.silu(z.to(acc))
+    return y.to(dtype), last

@@ -1,0 +1,93 @@
+"""The CUDA path against the CPU reference: the scan, whole models, bf16 training, flash attention, a run that resumes.
+Marked `cuda` and skipped without a GPU; `scripts/gpu-check` runs them with `pytest -m cuda`."""
+import json, pytest, torch
+from test_ssm import _inputs
+from mambatts_nb.config import ModelConfig
+from mambatts_nb.data import collate
+from mambatts_nb.model import TTSModel
+from mambatts_nb.ssm import selective_scan, mamba_ssm_available
+from mambatts_nb.blocks import make_block
+from mambatts_nb.runs import resolve_run_config, read_metrics
+from mambatts_nb.train import loss_fn, train
+
+pytestmark = [pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA GPU')]
+
+@pytest.fixture(autouse=True)
+def exact_fp32():
+    "fp32 means fp32: no TF32 in matmuls or cuDNN convolutions while comparing with the CPU."
+    old = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    yield
+    torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = old
+
+def _scan_and_grads(x, backend):
+    leaves = {k: v.requires_grad_() for k, v in x.items() if torch.is_tensor(v)}
+    y, last = selective_scan(**x, backend=backend)
+    grads = torch.autograd.grad(y.square().mean() + last.square().mean(), list(leaves.values()))
+    return y, last, dict(zip(leaves, grads))
+
+@pytest.mark.parametrize('l,dt_scale', [(257, 1.0), (300, 30.0)])
+def test_cuda_scan_equals_cpu_step(l, dt_scale):
+    ref = _scan_and_grads(_inputs(2, 6, 16, l, dt_scale), 'step')
+    x = {k: v.cuda() if torch.is_tensor(v) else v for k, v in _inputs(2, 6, 16, l, dt_scale).items()}
+    y, last, grads = _scan_and_grads(x, 'scan')
+    torch.testing.assert_close(y.cpu(), ref[0], atol=1e-5, rtol=1e-4)
+    torch.testing.assert_close(last.cpu(), ref[1], atol=1e-5, rtol=1e-4)
+    for k, g in grads.items(): torch.testing.assert_close(g.cpu(), ref[2][k], atol=1e-5, rtol=1e-4, msg=f'd{k}')
+
+def test_mamba_ssm_equals_scan_where_installed():
+    if not mamba_ssm_available(torch.device('cuda')): pytest.skip('mamba_ssm is not installed: the optional accelerator is not compared')
+    x = {k: v.cuda() if torch.is_tensor(v) else v for k, v in _inputs(2, 64, 16, 300, 1.0).items() if k != 'h0'}
+    y1, s1, g1 = _scan_and_grads(dict(x), 'scan')
+    y2, s2, g2 = _scan_and_grads({k: v.detach().clone() if torch.is_tensor(v) else v for k, v in x.items()}, 'mamba_ssm')
+    torch.testing.assert_close(y2, y1, atol=1e-4, rtol=1e-3)
+    torch.testing.assert_close(s2, s1, atol=1e-4, rtol=1e-3)
+    for k in g1: torch.testing.assert_close(g2[k], g1[k], atol=1e-4, rtol=1e-3, msg=f'd{k}')
+
+@pytest.mark.parametrize('arch', ['pure', 'hybrid', 'transformer'])
+def test_model_on_cuda_equals_cpu(arch, utts, vocab):
+    torch.manual_seed(0)
+    cpu = TTSModel(ModelConfig(arch=arch, vocab_size=len(vocab)))
+    gpu = TTSModel(ModelConfig(arch=arch, vocab_size=len(vocab))).cuda()
+    gpu.load_state_dict(cpu.state_dict())
+    b = collate(utts[:3], vocab)                                            # padded: three lengths
+    (l1, d1, _), (l2, d2, _) = cpu(*_args(b)), gpu(*_args(b.to('cuda')))
+    torch.testing.assert_close(l2.cpu(), l1, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(d2.cpu(), d1, atol=1e-4, rtol=1e-4)
+
+def _args(b): return b.phonemes, b.phoneme_mask, b.durations, b.codes, b.frame_mask
+
+def test_bf16_autocast_training_learns(utts, vocab):
+    "Under bf16 autocast the weights stay fp32, the loss is computed in fp32, and 40 steps on one utterance cut it by half."
+    torch.manual_seed(0)
+    model = TTSModel(ModelConfig(arch='pure', vocab_size=len(vocab))).cuda()
+    opt, b, losses = torch.optim.AdamW(model.parameters(), lr=3e-3), collate(utts[:1], vocab).to('cuda'), []
+    for _ in range(40):
+        with torch.autocast('cuda', torch.bfloat16):
+            logits, log_dur, _ = model(*_args(b))
+            loss = loss_fn(logits, log_dur, b)[0]
+        assert logits.dtype == torch.bfloat16 and loss.dtype == torch.float32
+        opt.zero_grad(); loss.backward(); opt.step()
+        losses.append(loss.item())
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    assert all(map(lambda v: v == v and v < float('inf'), losses)) and losses[-1] < 0.5 * losses[0], losses[::8]
+
+def test_flash_attention_takes_our_unpadded_transformer_block():
+    "An unpadded batch reaches SDPA with no mask, so the flash kernel (which takes none) can run it, and agrees with the math kernel."
+    from torch.nn.attention import sdpa_kernel, SDPBackend
+    torch.manual_seed(0)
+    block = make_block(ModelConfig(arch='transformer', d_model=256)).cuda().to(torch.bfloat16)
+    x, mask = torch.randn(2, 512, 256, device='cuda', dtype=torch.bfloat16), torch.ones(2, 512, dtype=torch.bool, device='cuda')
+    with sdpa_kernel(SDPBackend.FLASH_ATTENTION): flash = block(x, mask)[0]
+    with sdpa_kernel(SDPBackend.MATH): math = block(x, mask)[0]
+    torch.testing.assert_close(flash.float(), math.float(), atol=2e-2, rtol=2e-2)
+
+def test_cuda_run_trains_and_resumes(tmp_path):
+    "A fragment run on CUDA: bf16, CUDA tensor peak recorded every step, and a second call with more steps resumes."
+    run = resolve_run_config('tiny', steps=6, device='cuda')
+    s6 = train(run.model, run.train, tmp_path/'run', run.preset, progress=False)
+    cfg = json.loads((tmp_path/'run'/'config.json').read_text())
+    assert cfg['device'] == 'cuda' and s6['steps'] == 6 and s6['tensor_peak_mb'] > 0
+    run = resolve_run_config('tiny', steps=10, device='cuda')
+    s10 = train(run.model, run.train, tmp_path/'run', run.preset, progress=False)
+    assert s10['steps'] == 10 and read_metrics(tmp_path/'run')['step'] == [float(i) for i in range(1, 11)]
