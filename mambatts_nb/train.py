@@ -171,8 +171,8 @@ def restore(s: Session) -> Session:
     if ckpt.exists():
         ck = load_checkpoint(ckpt, s.device)
         s.model.load_state_dict(ck['model']); s.opt.load_state_dict(ck['opt'])
-        torch.set_rng_state(ck['rng']); s.sampler.set_state(ck['sampler'])
-        if ck['cuda_rng'] and s.device.type == 'cuda': torch.cuda.set_rng_state_all(ck['cuda_rng'])
+        torch.set_rng_state(ck['rng'].cpu()); s.sampler.set_state(ck['sampler'].cpu())   # RNG states are CPU bytes, wherever
+        if ck['cuda_rng'] and s.device.type == 'cuda': torch.cuda.set_rng_state_all([t.cpu() for t in ck['cuda_rng']])  # the weights went
         s.step, s.wall0, s.milestones = ck['step'], ck['wall_s'], Milestones.from_dict(json.loads(ck['milestones']))
         if metrics.exists(): _trim_csv(metrics, s.step)
     if s.step == 0 or not metrics.exists(): write_csv(metrics, COLUMNS, [])
