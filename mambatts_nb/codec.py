@@ -14,7 +14,7 @@ from .runs import cache_dir, atomic_save
 # %% auto #0
 __all__ = ['SAMPLE_RATE', 'FRAME_RATE', 'HOP', 'N_CODEBOOKS', 'CODEBOOK_SIZE', 'BANDWIDTH', 'PRETRAINED_LABEL', 'SPECTRAL_LABEL',
            'UNTRAINED_LABEL', 'CODEC_MODES', 'ENCODEC_CHECKPOINT', 'MEL', 'codec_warning', 'log_mel',
-           'log_mel_distance', 'kmeans', 'Codec', 'SpectralCodec', 'calibrate_spectral', 'calibrate',
+           'log_mel_distance', 'kmeans', 'Codec', 'SpectralCodec', 'refine', 'calibrate_spectral', 'calibrate',
            'pretrained_encodec', 'load_codec']
 
 # %% ../nbs/03_codec.ipynb #9d070de2
@@ -117,8 +117,10 @@ def _rvq(x, codebooks):
 class SpectralCodec:
     "Residual VQ (8 × 1024) over log-mel frames, decoded by mel inversion and Griffin-Lim; the interface of `Codec`."
     label, pretrained, n_frames = SPECTRAL_LABEL, False, staticmethod(Codec.n_frames)
-    def __init__(self, mean: torch.Tensor, codebooks: torch.Tensor, key: str, gl_iters: int = 64):
-        self.mean, self.codebooks, self.key, self.gl_iters = mean, codebooks, key, gl_iters   # (M,), (8, 1024, M)
+    def __init__(self, mean: torch.Tensor, codebooks: torch.Tensor, key: str, gl_iters: int = 64, refine_iters: int = 200,
+                 refine_lr: float = 1e-4):
+        self.mean, self.codebooks, self.key = mean, codebooks, key             # (M,), (8, 1024, M)
+        self.gl_iters, self.refine_iters, self.refine_lr = gl_iters, refine_iters, refine_lr
 
     @staticmethod
     def features(wav: torch.Tensor) -> torch.Tensor:
@@ -132,17 +134,21 @@ class SpectralCodec:
         _check_wav(wav)
         return _rvq(self.features(wav) - self.mean, self.codebooks)[0]
 
-    @torch.no_grad()
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
-        "Mono 24 kHz audio (T * 320,) from codes (8, T)."
+        "Mono 24 kHz audio (T * 320,) from codes (8, T): mel inversion, Griffin-Lim, then `refine` towards the codes' log-mel."
         _check_codes(codes)
         f = sum(c[k] for c, k in zip(self.codebooks, codes.long())) + self.mean      # (T, M) log10 mel power
+        return refine(self.griffin_lim(f), f.T, self.refine_iters, self.refine_lr)
+
+    @torch.no_grad()
+    def griffin_lim(self, f: torch.Tensor) -> torch.Tensor:
+        "Audio (T * 320,) whose magnitude approximates log10 mel frames f (T, M): NNLS to linear power, seeded Griffin-Lim."
         fb = _mel_transform().mel_scale.fb                                            # (K, M) filterbank
         mel = 10 ** f.T                                                               # (M, T)
         lin = (fb @ (mel / fb.sum(0)[:, None].clamp(min=1e-8))).clamp(min=1e-12)      # (K, T) first guess
         norm = fb.sum(1, keepdim=True).clamp(min=1e-8)
         for _ in range(50): lin = lin * (fb @ (mel / (fb.T @ lin).clamp(min=1e-12))) / norm   # NNLS, multiplicative
-        T, n_fft = codes.shape[1], MEL['n_fft']
+        T, n_fft = f.shape[0], MEL['n_fft']
         pad = max(1, 4 - T)                  # center=True wants one frame more; Griffin-Lim's STFT needs > n_fft/2 samples
         mag = torch.cat([lin.sqrt(), torch.zeros(len(lin), pad)], 1)
         with torch.random.fork_rng():
@@ -150,6 +156,17 @@ class SpectralCodec:
             wav = torchaudio.functional.griffinlim(mag, torch.hann_window(n_fft), n_fft, HOP, n_fft, 1.0, self.gl_iters,
                                                    0.99, (T + pad - 1) * HOP, True)
         return wav[:T * HOP]
+
+def refine(wav: torch.Tensor, target: torch.Tensor, iters: int = 200, lr: float = 1e-4) -> torch.Tensor:
+    "Audio (S,) moved by Adam on its samples to bring its `log_mel` towards `target` (M, T) in mean |Δ| (the codec's measure)."
+    if len(wav) <= MEL['n_fft'] // 2: return wav                            # one frame: too short for log_mel's padded STFT
+    with torch.inference_mode(False), torch.enable_grad():
+        w, target = wav.detach().clone().requires_grad_(), target.detach().clone()
+        opt = torch.optim.Adam([w], lr=lr)
+        for _ in range(iters):
+            loss = (log_mel(w)[:, :target.shape[1]] - target).abs().mean()
+            opt.zero_grad(); loss.backward(); opt.step()
+    return w.detach()
 
 @torch.no_grad()
 def calibrate_spectral(wavs, share: float = 0.5, iters: int = 10, seed: int = 0) -> tuple:
