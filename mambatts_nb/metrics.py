@@ -10,8 +10,9 @@ from pathlib import Path
 import torch
 
 # %% auto #0
-__all__ = ['ACC_THRESHOLDS', 'DUR_THRESHOLDS', 'token_accuracy', 'duration_accuracy', 'Milestones', 'code_baselines', 'StepTimer',
-           'tensor_peak_mb', 'state_tensors', 'git_commit', 'run_record']
+__all__ = ['ACC_THRESHOLDS', 'DUR_THRESHOLDS', 'token_accuracy', 'duration_accuracy', 'Milestones', 'code_counts',
+           'majority_codes', 'code_baselines', 'StepTimer', 'tensor_peak_mb', 'state_tensors', 'git_commit',
+           'run_record']
 
 # %% ../nbs/08_metrics.ipynb #a11bb560
 ACC_THRESHOLDS = (5, 10, 20, 30, 40, 50, 60, 70, 80, 85, 90, 95, 97, 98, 99)
@@ -54,10 +55,17 @@ class Milestones:
     def from_dict(cls, d): m = cls(); m.data = d; return m
 
 # %% ../nbs/08_metrics.ipynb #59b25a8a
+def code_counts(codes, codebook_size: int = 1024) -> torch.Tensor:
+    "How often each code occurs in each codebook of `codes` (a list of (8, T)): (8, V)."
+    return torch.stack([torch.bincount(c, minlength=codebook_size) for c in torch.cat(list(codes), 1)]).double()
+
+def majority_codes(codes, codebook_size: int = 1024) -> torch.Tensor:
+    "The most frequent code of each codebook of `codes` (a list of (8, T)): (8,)."
+    return code_counts(codes, codebook_size).argmax(1)
+
 def code_baselines(train_codes, eval_codes, codebook_size: int = 1024) -> dict:
     "Majority-code accuracy and unigram cross-entropy (nats) per codebook of `eval_codes`, fitted on `train_codes` (lists of (8, T))."
-    tr, ev = torch.cat(list(train_codes), 1), torch.cat(list(eval_codes), 1)                  # (8, N), (8, M)
-    counts = torch.stack([torch.bincount(c, minlength=codebook_size) for c in tr]).double()  # (8, V)
+    counts, ev = code_counts(train_codes, codebook_size), torch.cat(list(eval_codes), 1)       # (8, V), (8, M)
     logp = torch.log((counts + 1) / (counts + 1).sum(1, keepdim=True))
     majority = counts.argmax(1)                                                                # (8,)
     acc = (ev == majority[:, None]).double().mean(1)

@@ -12,19 +12,19 @@ from safetensors.torch import save_file
 from tqdm.auto import tqdm
 from fastcore.script import call_parse
 from .config import ModelConfig, TrainConfig, DATA_PROTOCOLS
-from .codec import N_CODEBOOKS
+from .codec import N_CODEBOOKS, log_mel_distance
 from .runs import (atomic_save, atomic_write, write_csv, write_json, read_json, read_summary, is_finished, run_lock,
                               resolve_run_config, outputs_dir)
 from .data import default_codec, corpus_vocab, load_corpus, load_ljspeech, require_durations, split, collate, corpus_sentences
 from .model import TTSModel
 from .metrics import (token_accuracy, duration_accuracy, Milestones, StepTimer, tensor_peak_mb, state_tensors,
-                                 code_baselines, run_record)
+                                 code_baselines, majority_codes, run_record)
 from .ssm import resolve_backend
 
 # %% auto #0
 __all__ = ['NO_DECAY', 'CKPT_FORMAT', 'COLUMNS', 'RESUMABLE', 'resolve_device', 'prepare_data', 'loss_fn', 'evaluate',
-           'param_groups', 'save_checkpoint', 'load_checkpoint', 'Session', 'setup', 'restore', 'train_steps', 'train',
-           'finish', 'train_cli']
+           'heldout_audio', 'param_groups', 'save_checkpoint', 'load_checkpoint', 'Session', 'setup', 'restore',
+           'train_steps', 'train', 'finish', 'train_cli']
 
 # %% ../nbs/09_train.ipynb #83104b30
 def resolve_device(name: str = 'auto') -> torch.device:
@@ -82,6 +82,23 @@ def evaluate(model, utts, vocab, device, batch_size=8) -> dict:
     return dict(heldout_acc=(hits.sum() / (n * N_CODEBOOKS)).item(), heldout_acc_cb=(hits / n).tolist(),
                 heldout_ce=(ce / n).mean().item(), heldout_ce_cb=(ce / n).tolist(), heldout_dur_acc=dhits / dn)
 
+@torch.no_grad()
+def heldout_audio(model, held, train, vocab, codec, device, n: int = 4) -> dict:
+    """How the model sounds on held-out text: mean log-mel distance, over the first `n` held-out utterances, between the
+    codec's decoding of the model's codes (argmax, reference durations) and the codec's own round trip of the true codes;
+    beside it the same distance for the majority code of each codebook at every frame (what guessing sounds like).
+    0 would be a model whose codes sound like the truth through this codec."""
+    was, majority = model.training, majority_codes(u.codes for u in train)                  # (8,)
+    model.eval()
+    d = dict(generated=[], majority=[])
+    for u in held[:n]:
+        codes = _forward(model, collate([u], vocab).to(device))[0][0].argmax(-1).cpu()      # (8, t)
+        truth = codec.decode(u.codes)
+        d['generated'].append(log_mel_distance(codec.decode(codes), truth))
+        d['majority'].append(log_mel_distance(codec.decode(majority[:, None].expand_as(u.codes)), truth))
+    model.train(was)
+    return {k: sum(v) / len(v) for k, v in d.items()} | dict(n=len(d['generated']))
+
 # %% ../nbs/09_train.ipynb #208e895a
 NO_DECAY = ('A_log', 'D')          # state-spaces/mamba's _no_weight_decay parameters
 
@@ -134,6 +151,7 @@ class Session:
     wall0: float = 0.0
     milestones: Milestones = None
     heldout: dict = None               # the latest held-out evaluation of this session
+    codec: object = None               # decodes held-out audio at the end
 
 def _check_same_run(run_dir, mcfg, tcfg):
     "Refuse to resume or skip a run directory that holds a different configuration."
@@ -158,7 +176,7 @@ def setup(mcfg: ModelConfig, tcfg: TrainConfig, run_dir, preset: str = '', group
     model = TTSModel(mcfg).to(device)
     opt = torch.optim.AdamW(param_groups(model, tcfg.weight_decay), lr=tcfg.lr)
     return Session(run_dir, config, model, opt, torch.Generator().manual_seed(tcfg.seed), train_utts, held, vocab, device,
-                   milestones=Milestones())
+                   milestones=Milestones(), codec=codec)
 
 def _trim_csv(path, last_step):
     "Keep only rows up to `last_step` (steps after the last checkpoint are run again)."
@@ -263,6 +281,7 @@ def finish(s: Session) -> dict:
     last, config = rows[-1], s.config
     ev = {} if not s.held else s.heldout if s.heldout else evaluate(s.model, s.held, s.vocab, s.device)   # the last step's, once
     base = config['baselines']
+    audio = heldout_audio(s.model, s.held, s.train_utts, s.vocab, s.codec, s.device) if s.held else None
     summary = dict(finished=True, steps=int(last['step']), wall_s=float(last['wall_s']), final_acc=float(last['acc']),
                    peak_acc=max(col('acc')), final_dur_acc=float(last['dur_acc']), final_top10=float(last['top10']),
                    acc_cb=[float(last[f'acc_cb{k}']) for k in range(N_CODEBOOKS)],
@@ -270,7 +289,7 @@ def finish(s: Session) -> dict:
                    heldout_acc_cb=ev.get('heldout_acc_cb'), heldout_ce=ev.get('heldout_ce'), heldout_ce_cb=ev.get('heldout_ce_cb'),
                    heldout_dur_acc=ev.get('heldout_dur_acc'), baselines=base,
                    nats_gained=ev and base['unigram_ce'] - ev['heldout_ce'],
-                   beats_majority=ev and ev['heldout_acc'] > base['majority_acc'],
+                   beats_majority=ev and ev['heldout_acc'] > base['majority_acc'], heldout_audio=audio,
                    step_95=s.milestones.step_of(95), step_99=s.milestones.step_of(99),
                    ms_per_step={k: _median(col(f'{k}_ms', timed)) for k in ('fwd', 'bwd', 'opt')} | {'total': _median(col('step_ms', timed))},
                    tokens_per_s=_median(col('tokens_per_s', timed)), tensor_peak_mb=max(col('tensor_peak_mb'), default=None),

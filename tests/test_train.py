@@ -89,6 +89,8 @@ def test_corpus_protocol_logs_heldout_accuracy(tmp_path):
     assert config['n_heldout'] == 20 and config['n_train'] >= 180
     assert 0 <= s['heldout_acc'] <= 1 and abs(s['heldout_acc'] - float(rows[-1]['heldout_acc'])) < 1e-6   # csv keeps 6 digits
     assert s['baselines']['on'] == 'heldout' and len(s['heldout_ce_cb']) == 8 and s['nats_gained'] is not None
+    a = s['heldout_audio']                         # through the codec, against the true codes' audio; guessing sounds like silence
+    assert a['n'] == 4 and a['majority'] > 2 and 0 < a['generated'] < a['majority'] + 1, a
 
 def test_non_finite_loss_stops_with_a_clear_message(tmp_path):
     with pytest.raises(FloatingPointError, match=r'Loss became (nan|inf) at step \d+; stopped'):
