@@ -16,7 +16,7 @@ from .data import Utterance, synth_utterance, corpus_sentences, corpus_vocab, de
 from .codec import FRAME_RATE
 
 # %% auto #0
-__all__ = ['RATIOS', 'PEER_NAMES', 'RSSPeak', 'time_ms', 'time_side_by_side', 'torch_layer', 'our_transformer', 'mambapy_block',
+__all__ = ['RATIOS', 'PEER_NAMES', 'RSSPeak', 'time_side_by_side', 'torch_layer', 'our_transformer', 'mambapy_block',
            'block_peers', 'ratios', 'bench_blocks', 'block_labels', 'block_header', 'fragment', 'bench_models',
            'markdown', 'growth', 'main']
 
@@ -40,18 +40,6 @@ class RSSPeak:
         self.peak = max(self.peak, self.proc.memory_info().rss)
     @property
     def mb(self): return (self.peak - self.base) / 2**20
-
-def time_ms(fn, device='cpu', repeat: int = 3, warmup: int = 1):
-    """Median wall time of `fn()` in ms (CUDA-synchronised) and peak memory in MB: CUDA `max_memory_allocated`, or on
-    CPU the peak resident memory above the level before the timed calls (sampled, approximate)."""
-    for _ in range(warmup): fn()
-    cuda = torch.device(device).type == 'cuda'
-    if cuda: torch.cuda.reset_peak_memory_stats(device)
-    ts = []
-    with RSSPeak() as rss:
-        for _ in range(repeat):
-            _sync(device); t = time.perf_counter(); fn(); _sync(device); ts.append((time.perf_counter() - t) * 1000)
-    return statistics.median(ts), (torch.cuda.max_memory_allocated(device) / 2**20 if cuda else rss.mb)
 
 def _ms(fn, device) -> float:
     "Wall time of one call of `fn()` in ms (CUDA-synchronised)."
@@ -191,12 +179,12 @@ def fragment(seconds: float = 10.0) -> Utterance:
 
 def bench_models(presets=('tiny', 'phase2-pure', 'L4_H768_E1.5'), seconds: float = 10.0, repeat: int = 3,
                  device='auto', backend: str = 'auto', amp: bool = True) -> list:
-    "ms per training step of each preset on one fragment of `seconds` (bf16 autocast on CUDA when `amp`)."
+    """ms per training step (forward, backward, AdamW) of each preset on one fragment of `seconds` (bf16 autocast on CUDA
+    when `amp`), the presets timed round-robin in one `time_side_by_side` call, so their ratios share the machine's state."""
     device = resolve_device(device) if isinstance(device, str) else torch.device(device)
     vocab, u = corpus_vocab(), fragment(seconds)
     b = collate([u], vocab).to(device)
-    rows = []
-    for p in presets:
+    def trainer(p):
         torch.manual_seed(0)
         model = TTSModel(model_config(p, vocab_size=len(vocab), backend=backend)).to(device)
         opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
@@ -205,11 +193,11 @@ def bench_models(presets=('tiny', 'phase2-pure', 'L4_H768_E1.5'), seconds: float
                 logits, log_dur, _ = model(b.phonemes, b.phoneme_mask, b.durations, b.codes, b.frame_mask)
                 loss = loss_fn(logits, log_dur, b)[0]
             opt.zero_grad(); loss.backward(); opt.step()
-        ms, mb = time_ms(step, device, repeat)
-        rows.append(dict(preset=p, params=model.param_split()['total'], frames=u.n_frames, device=str(device),
-                         step_ms=ms, peak_mb=mb))
-        del model, opt
-    return rows
+        return model.param_split()['total'], step
+    steps = {p: trainer(p) for p in presets}
+    res = time_side_by_side({p: f for p, (_, f) in steps.items()}, device, repeat)
+    return [dict(preset=p, params=n, frames=u.n_frames, device=str(device), step_ms=res[p][0], peak_mb=res[p][1])
+            for p, (n, _) in steps.items()]
 
 # %% ../nbs/13_bench.ipynb #2f27826a
 def markdown(rows, labels: dict | None = None) -> str:
