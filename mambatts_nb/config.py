@@ -100,7 +100,7 @@ class TrainConfig:
     batch_size: int = 1
     grad_clip: float = 1.0
     seed: int = 0
-    data: str = 'fragment'             # fragment | corpus | path to an LJSpeech-style folder
+    data: str = 'fragment'             # fragment | corpus | a corpus folder, [layout:]<folder> (see corpora)
     fragment: int = 0                  # index of the corpus utterance used by the fragment protocol
     heldout: int = 20                  # held-out utterances for the corpus protocol
     eval_every: int = 50

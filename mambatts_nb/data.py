@@ -17,8 +17,8 @@ from .runs import cache_dir, atomic_save
 
 # %% auto #0
 __all__ = ['CACHE_VERSION', 'TEST_PROMPTS', 'corpus_sentences', 'frame_durations', 'to_24k', 'Utterance', 'synth_utterance',
-           'split', 'calibration_sentences', 'default_codec', 'load_corpus', 'corpus_vocab', 'load_ljspeech',
-           'require_durations', 'Batch', 'collate']
+           'split', 'calibration_sentences', 'default_codec', 'load_corpus', 'corpus_vocab', 'require_durations',
+           'Batch', 'collate']
 
 # %% ../nbs/04_data.ipynb #f4a07f2f
 CACHE_VERSION = 1
@@ -55,6 +55,7 @@ class Utterance:
     phonemes: list
     codes: torch.Tensor
     durations: torch.Tensor|None = None
+    speaker: str = ''                                   # the corpus's speaker id ('' for the embedded single-voice corpus)
     @property
     def n_frames(self): return self.codes.shape[1]
 
@@ -107,30 +108,12 @@ def corpus_vocab() -> Vocab:
     return v
 
 # %% ../nbs/04_data.ipynb #7a8df7e2
-def load_ljspeech(path, codec: Codec|None = None, limit: int|None = None, progress: bool = True) -> list:
-    "Utterances of an LJSpeech-style folder; their `durations` are None (no alignment yet)."
-    root = Path(path)
-    if not root.is_dir(): raise FileNotFoundError(f'Data folder {str(root)!r} does not exist')
-    meta = root/'metadata.csv'
-    if not meta.is_file(): raise FileNotFoundError(f'{str(meta)!r} is missing: an LJSpeech-style folder has metadata.csv and wavs/')
-    rows = [r for r in csv.reader(meta.open(encoding='utf-8'), delimiter='|', quoting=csv.QUOTE_NONE) if r][:limit]
-    codec = codec or default_codec()
-    utts = []
-    for r in tqdm(rows, desc=root.name, disable=not progress):
-        wav_path = root/'wavs'/f'{r[0]}.wav'
-        if not wav_path.is_file(): raise FileNotFoundError(f'{str(wav_path)!r} listed in metadata.csv is missing')
-        audio, sr = sf.read(wav_path, dtype='float32')
-        text = r[-1]
-        utts.append(Utterance(r[0], normalise(text), phonemize(text), codec.encode(to_24k(audio, sr)), None))
-    warnings.warn(f'{root}: LJSpeech-style data has no phoneme durations (alignment is not implemented yet)')
-    return utts
-
 def require_durations(utts, source: str):
     "Raise a `ValueError` when any utterance lacks phoneme durations."
     missing = [u.id for u in utts if u.durations is None]
     if missing:
         raise ValueError(f'{source}: {len(missing)} utterance(s) have no phoneme durations (e.g. {missing[0]!r}); '
-                         'real recordings need an alignment, which is not implemented yet. Use data="fragment" or "corpus".')
+                         'real recordings need an alignment (a learned aligner is planned, not built yet). Use data="fragment" or "corpus".')
 
 # %% ../nbs/04_data.ipynb #88f89796
 @dataclass

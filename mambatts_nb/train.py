@@ -15,7 +15,8 @@ from .config import ModelConfig, TrainConfig, DATA_PROTOCOLS
 from .codec import N_CODEBOOKS, log_mel_distance
 from .runs import (atomic_save, atomic_write, write_csv, write_json, read_json, read_summary, is_finished, run_lock,
                               resolve_run_config, outputs_dir)
-from .data import default_codec, corpus_vocab, load_corpus, load_ljspeech, require_durations, split, collate, corpus_sentences
+from .data import default_codec, corpus_vocab, load_corpus, require_durations, split, collate, corpus_sentences
+from .corpora import LAYOUTS, load_folder, skip_summary
 from .model import TTSModel
 from .metrics import (token_accuracy, duration_accuracy, Milestones, StepTimer, tensor_peak_mb, state_tensors,
                                  code_baselines, majority_codes, run_record)
@@ -44,10 +45,11 @@ def prepare_data(tcfg: TrainConfig, progress: bool = True):
     if tcfg.data == 'corpus':
         train, held = split(load_corpus(None, codec, progress), tcfg.heldout)
         return train, held, vocab, codec
-    if not Path(tcfg.data).is_dir():
-        raise FileNotFoundError(f"data must be one of {', '.join(DATA_PROTOCOLS)} or an LJSpeech-style folder; "
-                                f"{tcfg.data!r} is neither")
-    utts = load_ljspeech(tcfg.data, codec, progress=progress)
+    try: utts, skips = load_folder(tcfg.data, codec, progress=progress)
+    except FileNotFoundError as e:
+        raise FileNotFoundError(f"data must be one of {', '.join(DATA_PROTOCOLS)} or a corpus folder "
+                                f"([layout:]folder, layouts {', '.join(LAYOUTS)}); {tcfg.data!r} is neither") from e
+    if skips and progress: print(f'{tcfg.data}: {len(utts)} utterances kept, {len(skips)} skipped {skip_summary(skips)}')
     require_durations(utts, tcfg.data)
     return utts, [], vocab, codec
 
@@ -311,7 +313,7 @@ def train_cli(preset: str = 'tiny',     # a named preset (tiny, phase1-*, phase2
               lr: float = 3e-3,         # AdamW learning rate
               batch_size: int = 1,      # utterances per step
               seed: int = 0,            # model init and batch sampling
-              data: str = 'fragment',   # fragment | corpus | an LJSpeech-style folder
+              data: str = 'fragment',   # fragment | corpus | a corpus folder: [ljspeech|mailabs|commonvoice|mls:]<folder>
               fragment: int = 0,        # corpus utterance of the fragment protocol
               device: str = 'auto',     # auto | cpu | cuda
               phase: str = 'train',     # results go to <out_dir>/<phase>/<run name>/
