@@ -11,8 +11,9 @@ from fastcore.script import anno_parser
 from .train import train_cli
 from .generate import generate_cli
 from .bench import main as bench_main
+from .corpora import prepare_cli
 
-COMMANDS = {'train': train_cli, 'generate': generate_cli, 'bench': bench_main}
+COMMANDS = {'train': train_cli, 'generate': generate_cli, 'bench': bench_main, 'prepare': prepare_cli}
 
 def main(argv=None):
     "Dispatch `mambatts <command> [args]` to the command's parser."

@@ -4,19 +4,22 @@
 
 # %% ../nbs/04a_corpora.ipynb #b23cd6e0
 from __future__ import annotations
-import csv
+import csv, hashlib, json, os, time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-import soundfile as sf
+import soundfile as sf, torch
 from tqdm.auto import tqdm
+from fastcore.script import call_parse
 from .text import normalise, phonemize
-from .codec import Codec
-from .data import Utterance, to_24k, default_codec
+from .codec import Codec, FRAME_RATE
+from .runs import cache_dir, atomic_save, write_json
+from .data import Utterance, to_24k, default_codec, _sha
 
 # %% auto #0
-__all__ = ['CV_TABLES', 'LAYOUTS', 'Entry', 'read_ljspeech', 'read_mailabs', 'read_commonvoice', 'read_mls', 'read_corpus',
-           'check_entry', 'skip_summary', 'load_folder', 'write_test_corpus']
+__all__ = ['CV_TABLES', 'LAYOUTS', 'MANIFEST_VERSION', 'Entry', 'read_ljspeech', 'read_mailabs', 'read_commonvoice', 'read_mls',
+           'parse_data', 'read_corpus', 'check_entry', 'skip_summary', 'corpus_dir', 'prepare', 'load_folder',
+           'prepare_cli', 'write_test_corpus']
 
 # %% ../nbs/04a_corpora.ipynb #68b39f7f
 @dataclass
@@ -82,10 +85,14 @@ LAYOUTS = {   # name → (how to recognise the folder, what it holds, reader)
     'mls': (lambda r: any(r.glob('*/transcripts.txt')), '<split>/transcripts.txt + <split>/audio/<speaker>/<book>/', read_mls),
 }
 
+def parse_data(data: str) -> tuple:
+    "(layout or '', folder) of `<folder>` or `<layout>:<folder>`."
+    layout, sep, rest = str(data).partition(':')
+    return (layout, Path(rest)) if sep and layout.isalpha() and len(layout) > 1 else ('', Path(data))
+
 def read_corpus(data: str) -> tuple:
     "`<folder>` or `<layout>:<folder>` → (layout, entries). Clear errors for a missing folder, an unknown or unrecognised layout."
-    layout, sep, rest = str(data).partition(':')
-    layout, folder = (layout, Path(rest)) if sep and layout.isalpha() and len(layout) > 1 else ('', Path(data))
+    layout, folder = parse_data(data)
     if layout and layout not in LAYOUTS:
         raise ValueError(f"Unknown corpus layout {layout!r}; accepted: {', '.join(LAYOUTS)}")
     if not folder.is_dir(): raise FileNotFoundError(f'Data folder {str(folder)!r} does not exist')
@@ -116,23 +123,83 @@ def skip_summary(skips: list) -> dict:
     "How many rows were skipped for each kind of reason (the phrase before the colon)."
     return dict(Counter(s['reason'].split(':')[0] for s in skips))
 
-def load_folder(data: str, codec: Codec|None = None, min_seconds: float = 0.5, max_seconds: float = 20.0,
-                limit: int|None = None, progress: bool = True) -> tuple:
-    """Utterances of a corpus folder (any of `LAYOUTS`) encoded with `codec`, and the skipped rows
-    (`[{id, speaker, reason}]`). `durations` are None: real recordings need an alignment."""
+# %% ../nbs/04a_corpora.ipynb #4b781a80
+MANIFEST_VERSION = 1
+
+def _read_jsonl(path: Path) -> list:
+    "The complete lines of a JSONL file written line by line; a torn last line (a kill mid-write) is cut off the file."
+    if not path.is_file(): return []
+    raw = path.read_bytes()
+    good = raw[:raw.rfind(b'\n') + 1]
+    if len(good) != len(raw):
+        with open(path, 'r+b') as f: f.truncate(len(good))
+    return [json.loads(l) for l in good.decode('utf-8').splitlines() if l.strip()]
+
+def _append(f, record: dict):
+    f.write(json.dumps(record, ensure_ascii=False) + '\n'); f.flush(); os.fsync(f.fileno())
+
+def corpus_dir(data: str, codec: Codec, min_seconds: float = 0.5, max_seconds: float = 20.0) -> Path:
+    "The cache folder of one corpus prepared with one codec and one pair of length bounds."
+    layout, entries = read_corpus(data)
+    folder = parse_data(data)[1].resolve()
+    return cache_dir()/'corpora'/f'{folder.name}-{_sha(MANIFEST_VERSION, layout, folder, codec.key, min_seconds, max_seconds)}'
+
+def prepare(data: str, codec: Codec|None = None, min_seconds: float = 0.5, max_seconds: float = 20.0, progress: bool = True) -> dict:
+    "Check, phonemise and encode every row of a corpus folder into its cache folder (resumable); returns `prepared.json`'s record."
     layout, entries = read_corpus(data)
     if not entries: raise ValueError(f'{data!r} ({layout}) lists no utterances')
     codec = codec or default_codec()
-    utts, skips = [], []
-    for e in tqdm(entries[:limit], desc=layout, disable=not progress):
-        ok, reason = check_entry(e, min_seconds, max_seconds)
-        if ok is None: skips.append(dict(id=e.id, speaker=e.speaker, reason=reason)); continue
-        text, phonemes, wav = ok
-        utts.append(Utterance(e.id, text, phonemes, codec.encode(wav), None, e.speaker))
-    if not utts:
-        raise ValueError(f'No usable utterance in {data!r} ({layout}, {len(skips)} rows): skipped for ' +
-                         ', '.join(f'{k} ×{n}' for k, n in skip_summary(skips).items()) + f'; first: {skips[0]}')
-    return utts, skips
+    d = corpus_dir(data, codec, min_seconds, max_seconds)
+    (d/'tokens').mkdir(parents=True, exist_ok=True)
+    kept, skipped = _read_jsonl(d/'manifest.jsonl'), _read_jsonl(d/'skipped.jsonl')
+    done, encoded, reused, t0 = {r['id'] for r in kept + skipped}, 0, 0, time.perf_counter()
+    with open(d/'manifest.jsonl', 'a', encoding='utf-8') as man, open(d/'skipped.jsonl', 'a', encoding='utf-8') as skp:
+        for e in tqdm([e for e in entries if e.id not in done], desc=f'prepare {layout}', disable=not progress):
+            ok, reason = check_entry(e, min_seconds, max_seconds)
+            if ok is None:
+                skipped.append(dict(id=e.id, speaker=e.speaker, reason=reason)); _append(skp, skipped[-1]); continue
+            text, phonemes, wav = ok
+            tok = d/'tokens'/f'{hashlib.sha1(e.audio.read_bytes()).hexdigest()[:20]}.pt'
+            if tok.is_file(): codes, reused = torch.load(tok, weights_only=True).long(), reused + 1
+            else:
+                codes, encoded = codec.encode(wav), encoded + 1
+                atomic_save(codes.to(torch.int16), tok)
+            kept.append(dict(id=e.id, speaker=e.speaker, text=text, phonemes=phonemes, n_frames=codes.shape[1], durations=None,
+                             audio=str(e.audio), tokens=tok.name))
+            _append(man, kept[-1])
+    if not kept:
+        raise ValueError(f'No usable utterance in {data!r} ({layout}, {len(skipped)} rows): skipped for ' +
+                         ', '.join(f'{k} ×{n}' for k, n in skip_summary(skipped).items()) + f'; first: {skipped[0]}')
+    seconds, wall = sum(r['n_frames'] for r in kept) / FRAME_RATE, time.perf_counter() - t0
+    rec = dict(data=str(data), layout=layout, codec=codec.label, codec_key=codec.key, dir=str(d), utterances=len(kept),
+               skipped=len(skipped), skip_reasons=skip_summary(skipped), speakers=sorted({r['speaker'] for r in kept}),
+               audio_hours=seconds / 3600, encoded=encoded, reused=reused, wall_s=wall,
+               audio_s_per_wall_s=seconds / wall if encoded else None,
+               manifest_mb_per_hour=(d/'manifest.jsonl').stat().st_size / 2**20 / (seconds / 3600))
+    write_json(d/'prepared.json', rec)
+    return rec
+
+def load_folder(data: str, codec: Codec|None = None, min_seconds: float = 0.5, max_seconds: float = 20.0,
+                progress: bool = True) -> tuple:
+    """Utterances of a corpus folder (any of `LAYOUTS`), `prepare`d first (a prepared corpus is read, not re-encoded),
+    and the skipped rows (`[{id, speaker, reason}]`). `durations` are None: real recordings need an alignment."""
+    codec = codec or default_codec()
+    prepare(data, codec, min_seconds, max_seconds, progress)
+    d = corpus_dir(data, codec, min_seconds, max_seconds)
+    utts = [Utterance(r['id'], r['text'], r['phonemes'], torch.load(d/'tokens'/r['tokens'], weights_only=True).long(),
+                      None if r['durations'] is None else torch.tensor(r['durations']), r['speaker'])
+            for r in _read_jsonl(d/'manifest.jsonl')]
+    return utts, _read_jsonl(d/'skipped.jsonl')
+
+# %% ../nbs/04a_corpora.ipynb #347e9833
+@call_parse
+def prepare_cli(data: str,                  # corpus folder, or layout:folder (ljspeech, mailabs, commonvoice, mls)
+                min_seconds: float = 0.5,   # shorter utterances are skipped
+                max_seconds: float = 20.0): # longer utterances are skipped
+    "`mambatts prepare <data>`: check, phonemise and encode a corpus once (resumable); print where it went and what was skipped."
+    rec = prepare(data, min_seconds=min_seconds, max_seconds=max_seconds)
+    print(json.dumps(rec, indent=1, ensure_ascii=False))
+    return rec
 
 # %% ../nbs/04a_corpora.ipynb #ca400c17
 def write_test_corpus(root, layout: str, sentences: list, bad: bool = True) -> Path:

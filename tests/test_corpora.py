@@ -40,3 +40,25 @@ def test_training_on_a_corpus_folder_stops_at_the_missing_alignment(corpora, tmp
     with pytest.raises(FileNotFoundError, match=r"or a corpus folder \(\[layout:\]folder, layouts ljspeech, mailabs"):
         run = resolve_run_config('tiny', data=str(tmp_path/'nothing'), steps=1)
         train(run.model, run.train, tmp_path/'run2', run.preset, progress=False)
+
+def test_prepare_resumes_after_kill_9_to_an_identical_manifest(tmp_path, codec):
+    "A straight prepare, then the same corpus prepared by a process killed -9 mid-way and rerun: the same manifest."
+    import os, shutil, signal, subprocess, sys, time
+    from mambatts_nb.corpora import prepare, corpus_dir
+    folder = write_test_corpus(tmp_path, 'ljspeech', corpus_sentences()[6:14], bad=True)
+    straight = prepare(str(folder), codec, progress=False)
+    d = corpus_dir(str(folder), codec)
+    expected = [(d/f).read_text() for f in ('manifest.jsonl', 'skipped.jsonl')]
+    assert straight['utterances'] == 8 and straight['encoded'] == 8 and straight['audio_s_per_wall_s'] > 0
+    shutil.rmtree(d)
+    code = f'from mambatts_nb.corpora import prepare; prepare({str(folder)!r}, progress=False)'
+    p = subprocess.Popen([sys.executable, '-c', code])
+    for _ in range(600):                                             # kill once some, not all, rows are written
+        rows = (d/'manifest.jsonl').read_text().count('\n') if (d/'manifest.jsonl').is_file() else 0
+        if rows >= 2 or p.poll() is not None: break
+        time.sleep(0.05)
+    os.kill(p.pid, signal.SIGKILL); p.wait()
+    assert 2 <= rows < 8, rows
+    resumed = prepare(str(folder), codec, progress=False)
+    assert [(d/f).read_text() for f in ('manifest.jsonl', 'skipped.jsonl')] == expected
+    assert resumed['encoded'] + resumed['reused'] <= 8 - rows + 1   # finished rows were not redone (one may have had its tokens written)
