@@ -105,6 +105,10 @@ class Codec:
         emb = self.model.quantizer.decode(codes.long()[:, None])                     # (1, 128, T)
         return self.model.decoder(emb)[0, 0]
 
+    def decode_chunk(self, codes: torch.Tensor) -> torch.Tensor:
+        "One chunk of a stream: the same as `decode` for EnCodec."
+        return self.decode(codes)
+
 # %% ../nbs/03_codec.ipynb #37c76e5c
 def _rvq(x, codebooks):
     "Residual VQ of frames x (T, M) with codebooks (L, K, M) → codes (L, T) and the reconstruction (T, M)."
@@ -139,6 +143,11 @@ class SpectralCodec:
         _check_codes(codes)
         f = sum(c[k] for c, k in zip(self.codebooks, codes.long())) + self.mean      # (T, M) log10 mel power
         return refine(self.griffin_lim(f), f.T, self.refine_iters, self.refine_lr)
+
+    def decode_chunk(self, codes: torch.Tensor) -> torch.Tensor:
+        "One chunk of a stream, for latency: mel inversion and Griffin-Lim without `refine` (its fixed cost per call dominates small chunks)."
+        _check_codes(codes)
+        return self.griffin_lim(sum(c[k] for c, k in zip(self.codebooks, codes.long())) + self.mean)
 
     @torch.no_grad()
     def griffin_lim(self, f: torch.Tensor) -> torch.Tensor:

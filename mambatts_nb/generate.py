@@ -72,7 +72,7 @@ def synthesise(model, vocab, texts, ref: Utterance, speed: float = 1.0) -> list:
     out = []
     for text in ([texts] if isinstance(texts, str) else texts):
         ph = phonemize(text)
-        ids = torch.tensor([vocab.encode(ph)], device=dev)
+        ids = torch.tensor([vocab.encode(ph, strict=True)], device=dev)
         codes, dur, fm = model.generate(ids, ids != 0, ref.codes[None].to(dev), torch.ones(1, ref.n_frames, dtype=torch.bool, device=dev), speed)
         out.append(dict(text=text, phonemes=ph, durations=dur[0].cpu(), codes=codes[0, :, :int(fm.sum())].cpu()))
     return out
@@ -101,9 +101,9 @@ def write_samples(run_dir, model, vocab, codec, ref: Utterance, texts=TEST_PROMP
 def stream_audio(model, vocab, codec, text: str, ref: Utterance, speed: float = 1.0, chunk: int = 50):
     "Yield (codes (8, t), audio (t·320,)) chunk by chunk for `text`."
     dev = next(model.parameters()).device
-    ids = torch.tensor([vocab.encode(phonemize(text))], device=dev)
+    ids = torch.tensor([vocab.encode(phonemize(text), strict=True)], device=dev)
     for codes in model.generate_stream(ids, ref.codes[None].to(dev), speed, chunk):
-        yield codes[0].cpu(), codec.decode(codes[0].cpu())
+        yield codes[0].cpu(), codec.decode_chunk(codes[0].cpu())
 
 def measure_streaming(model, vocab, codec, text: str, ref: Utterance, chunk: int = 50) -> dict:
     "Time to first audio (s), real-time factor (synthesis time / audio time), audio seconds, for `text`."

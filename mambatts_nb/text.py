@@ -144,5 +144,11 @@ class Vocab:
         "A vocabulary of every phoneme in `phoneme_lists`, sorted."
         return cls([cls.PAD, cls.UNK] + sorted({p for ps in phoneme_lists for p in ps}))
     def __len__(self): return len(self.itos)
-    def encode(self, phonemes) -> list: return [self.stoi.get(p, 1) for p in phonemes]
+    def encode(self, phonemes, strict: bool = False) -> list:
+        "Ids of `phonemes`; an unknown phoneme is `<unk>`, or with `strict` a `ValueError` naming it."
+        unknown = sorted({p for p in phonemes if p not in self.stoi})
+        if strict and unknown:
+            raise ValueError(f'phoneme(s) {unknown} were never seen in training (the run knows {len(self) - 2}: '
+                             f"{' '.join(self.itos[2:])}); retrain with data that contains them")
+        return [self.stoi.get(p, 1) for p in phonemes]
     def decode(self, ids) -> list: return [self.itos[i] for i in ids]

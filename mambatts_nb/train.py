@@ -17,6 +17,7 @@ from .runs import (atomic_save, atomic_write, write_csv, write_json, read_json, 
                               resolve_run_config, outputs_dir)
 from .data import default_codec, corpus_vocab, load_corpus, require_durations, split, collate, corpus_sentences
 from .corpora import LAYOUTS, load_folder, skip_summary
+from .text import Vocab
 from .model import TTSModel
 from .metrics import (token_accuracy, duration_accuracy, Milestones, StepTimer, tensor_peak_mb, state_tensors,
                                  code_baselines, majority_codes, run_record)
@@ -50,6 +51,7 @@ def prepare_data(tcfg: TrainConfig, progress: bool = True):
         raise FileNotFoundError(f"data must be one of {', '.join(DATA_PROTOCOLS)} or a corpus folder "
                                 f"([layout:]folder, layouts {', '.join(LAYOUTS)}); {tcfg.data!r} is neither") from e
     if skips and progress: print(f'{tcfg.data}: {len(utts)} utterances kept, {len(skips)} skipped {skip_summary(skips)}')
+    vocab = Vocab.build([vocab.itos[2:], *(u.phonemes for u in utts)])         # the data's phonemes and the corpus's
     require_durations(utts, tcfg.data)
     return utts, [], vocab, codec
 
