@@ -140,14 +140,17 @@ class SpectralCodec:
 
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
         "Mono 24 kHz audio (T * 320,) from codes (8, T): mel inversion, Griffin-Lim, then `refine` towards the codes' log-mel."
-        _check_codes(codes)
-        f = sum(c[k] for c, k in zip(self.codebooks, codes.long())) + self.mean      # (T, M) log10 mel power
+        f = self.frames(codes)
         return refine(self.griffin_lim(f), f.T, self.refine_iters, self.refine_lr)
 
     def decode_chunk(self, codes: torch.Tensor) -> torch.Tensor:
         "One chunk of a stream, for latency: mel inversion and Griffin-Lim without `refine` (its fixed cost per call dominates small chunks)."
+        return self.griffin_lim(self.frames(codes))
+
+    def frames(self, codes: torch.Tensor) -> torch.Tensor:
+        "The log10 mel frames (T, M) codes (8, T) stand for: the sum of their codewords plus the mean."
         _check_codes(codes)
-        return self.griffin_lim(sum(c[k] for c, k in zip(self.codebooks, codes.long())) + self.mean)
+        return sum(c[k] for c, k in zip(self.codebooks, codes.long())) + self.mean
 
     @torch.no_grad()
     def griffin_lim(self, f: torch.Tensor) -> torch.Tensor:

@@ -18,8 +18,8 @@ from .data import Utterance, to_24k, default_codec, _sha
 
 # %% auto #0
 __all__ = ['CV_TABLES', 'LAYOUTS', 'MANIFEST_VERSION', 'Entry', 'read_ljspeech', 'read_mailabs', 'read_commonvoice', 'read_mls',
-           'parse_data', 'read_corpus', 'check_entry', 'skip_summary', 'corpus_dir', 'prepare', 'load_folder',
-           'prepare_cli', 'write_test_corpus']
+           'parse_data', 'detect_layout', 'read_corpus', 'check_entry', 'skip_summary', 'corpus_dir', 'prepare',
+           'load_folder', 'prepare_cli', 'write_test_corpus']
 
 # %% ../nbs/04a_corpora.ipynb #68b39f7f
 @dataclass
@@ -90,8 +90,8 @@ def parse_data(data: str) -> tuple:
     layout, sep, rest = str(data).partition(':')
     return (layout, Path(rest)) if sep and layout.isalpha() and len(layout) > 1 else ('', Path(data))
 
-def read_corpus(data: str) -> tuple:
-    "`<folder>` or `<layout>:<folder>` → (layout, entries). Clear errors for a missing folder, an unknown or unrecognised layout."
+def detect_layout(data: str) -> tuple:
+    "`<folder>` or `<layout>:<folder>` → (layout, folder). Clear errors for a missing folder, an unknown or unrecognised layout."
     layout, folder = parse_data(data)
     if layout and layout not in LAYOUTS:
         raise ValueError(f"Unknown corpus layout {layout!r}; accepted: {', '.join(LAYOUTS)}")
@@ -101,6 +101,11 @@ def read_corpus(data: str) -> tuple:
         if layout is None:
             raise ValueError(f'{str(folder)!r} is in none of the corpus layouts: ' +
                              '; '.join(f'{k}: {what}' for k, (_, what, _) in LAYOUTS.items()) + " (or name one: 'mls:<folder>')")
+    return layout, folder
+
+def read_corpus(data: str) -> tuple:
+    "`<folder>` or `<layout>:<folder>` → (layout, entries), by `detect_layout` and the layout's reader."
+    layout, folder = detect_layout(data)
     return layout, LAYOUTS[layout][2](folder)
 
 # %% ../nbs/04a_corpora.ipynb #bfaca610
@@ -140,8 +145,8 @@ def _append(f, record: dict):
 
 def corpus_dir(data: str, codec: Codec, min_seconds: float = 0.5, max_seconds: float = 20.0) -> Path:
     "The cache folder of one corpus prepared with one codec and one pair of length bounds."
-    layout, entries = read_corpus(data)
-    folder = parse_data(data)[1].resolve()
+    layout, folder = detect_layout(data)
+    folder = folder.resolve()
     return cache_dir()/'corpora'/f'{folder.name}-{_sha(MANIFEST_VERSION, layout, folder, codec.key, min_seconds, max_seconds)}'
 
 def prepare(data: str, codec: Codec|None = None, min_seconds: float = 0.5, max_seconds: float = 20.0, progress: bool = True) -> dict:
@@ -183,9 +188,7 @@ def load_folder(data: str, codec: Codec|None = None, min_seconds: float = 0.5, m
                 progress: bool = True) -> tuple:
     """Utterances of a corpus folder (any of `LAYOUTS`), `prepare`d first (a prepared corpus is read, not re-encoded),
     and the skipped rows (`[{id, speaker, reason}]`). `durations` are None: real recordings need an alignment."""
-    codec = codec or default_codec()
-    prepare(data, codec, min_seconds, max_seconds, progress)
-    d = corpus_dir(data, codec, min_seconds, max_seconds)
+    d = Path(prepare(data, codec, min_seconds, max_seconds, progress)['dir'])
     utts = [Utterance(r['id'], r['text'], r['phonemes'], torch.load(d/'tokens'/r['tokens'], weights_only=True).long(),
                       None if r['durations'] is None else torch.tensor(r['durations']), r['speaker'])
             for r in _read_jsonl(d/'manifest.jsonl')]
