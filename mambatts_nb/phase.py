@@ -11,7 +11,7 @@ from .config import KERNEL_PAIRS, GRID, EMBED_WIDTHS, check_choice, check_positi
 from .runs import project_root, outputs_dir, write_json, is_finished, resolve_run_config
 
 # %% auto #0
-__all__ = ['PHASES', 'SCALES', 'phase_runs', 'run_phase']
+__all__ = ['PHASES', 'SCALES', 'SCALE_LR', 'phase_runs', 'run_phase']
 
 # %% ../nbs/14_phase.ipynb #1a614216
 PHASES = {
@@ -22,6 +22,10 @@ PHASES = {
     'tiny': ['tiny'],                                          # the workbench's default model, e.g. on the corpus protocol
 }
 SCALES = ('cpu', 'study')
+# The learning rate of each scale: 3e-3 was chosen on the laptop-sized models; at study scale it made most of phase 2's
+# configurations collapse mid-run on an H100 (pure fell from 100% to 6% training accuracy), 1e-3 did not
+# (docs/results/gpu/README.md).
+SCALE_LR = dict(cpu=3e-3, study=1e-3)
 
 def _cpu(name: str) -> dict:
     "Laptop-sized overrides that keep what a configuration compares (arch, kernels, expand, relative sizes)."
@@ -33,7 +37,7 @@ def _cpu(name: str) -> dict:
     return dict(layers=1, hidden=128)
 
 def phase_runs(phase: str, scale: str = 'cpu', seeds: int = 3, steps: int|None = None, data: str = 'fragment',
-               device: str = 'auto', only: list|None = None, batch_size: int = 1, lr: float = 3e-3) -> list:
+               device: str = 'auto', only: list|None = None, batch_size: int = 1, lr: float|None = None) -> list:
     "The (run name, group, train.ipynb parameters) of every configuration × seed of `phase`; names by `resolve_run_config`."
     check_choice('phase', str(phase), list(PHASES)); check_choice('scale', scale, SCALES); check_positive('seeds', seeds)
     names = PHASES[str(phase)]
@@ -41,7 +45,7 @@ def phase_runs(phase: str, scale: str = 'cpu', seeds: int = 3, steps: int|None =
         bad = [n for n in only if n not in names]
         if bad: raise ValueError(f"Unknown configuration(s) {bad} in phase {phase}; accepted: {', '.join(names)}")
         names = [n for n in names if n in only]
-    steps = steps or (1000 if scale == 'study' else 150)
+    steps, lr = steps or (1000 if scale == 'study' else 150), lr or SCALE_LR[scale]
     runs = []
     for name in names:
         for seed in range(seeds):
@@ -54,7 +58,7 @@ def phase_runs(phase: str, scale: str = 'cpu', seeds: int = 3, steps: int|None =
 # %% ../nbs/14_phase.ipynb #08c4d402
 def run_phase(phase: str, scale: str = 'cpu', seeds: int = 3, steps: int|None = None, data: str = 'fragment',
               device: str = 'auto', only: list|None = None, out_dir=None, progress: bool = True, batch_size: int = 1,
-              lr: float = 3e-3) -> dict:
+              lr: float|None = None) -> dict:
     "Execute train.ipynb for every run of the phase into `<out_dir>/phase<phase>/`; returns {run name: status}."
     import papermill as pm
     nb = project_root(Path(__file__).parent if '__file__' in globals() else '.')/'nbs'/'train.ipynb'
@@ -79,5 +83,5 @@ def run_phase(phase: str, scale: str = 'cpu', seeds: int = 3, steps: int|None = 
                                                   traceback=traceback.format_exc()[-4000:], seconds=time.perf_counter() - t))
             status[name] = 'failed'
     write_json(phase_dir/'sweep.json', dict(phase=phase, scale=scale, seeds=seeds, steps=steps, data=data, batch_size=batch_size,
-                                            lr=lr, status=status))
+                                            lr=lr or SCALE_LR[scale], status=status))
     return status
