@@ -15,7 +15,7 @@ __all__ = ['ARCHS', 'KERNEL_PAIRS', 'BACKENDS', 'TEXT_DIRECTIONS', 'STYLE_DIRECT
 # %% ../nbs/00_config.ipynb #14736b54
 ARCHS = ('pure', 'hybrid', 'transformer')
 KERNEL_PAIRS = {'small': (3, 5), 'medium': (5, 7), 'large': (7, 9), 'multi': (3, 9), 'xlarge': (9, 11)}
-BACKENDS = ('auto', 'scan', 'fused', 'step', 'mamba_ssm')
+BACKENDS = ('auto', 'scan', 'fused', 'triton', 'step', 'mamba_ssm')
 TEXT_DIRECTIONS, STYLE_DIRECTIONS, BIDIR_COMBINES = ('forward', 'bidirectional'), ('backward', 'bidirectional'), ('sum', 'concat')
 DATA_PROTOCOLS = ('fragment', 'corpus')
 DEVICES = ('auto', 'cpu', 'cuda')
@@ -54,7 +54,7 @@ class ModelConfig:
     n_codebooks: int = 8
     codebook_size: int = 1024
     vocab_size: int = 0                # set from the phoneme vocabulary
-    backend: str = 'auto'              # selective scan: auto | scan | fused | step | mamba_ssm
+    backend: str = 'auto'              # selective scan: auto | scan | fused | triton | step | mamba_ssm
     text_direction: str = 'forward'    # forward | bidirectional (Mamba archs)
     style_direction: str = 'backward'  # backward | bidirectional (Mamba archs)
     bidir_combine: str = 'sum'         # bidirectional blocks: sum | concat (then a Linear back to d_model)
