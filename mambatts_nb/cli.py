@@ -12,8 +12,9 @@ from .train import train_cli
 from .generate import generate_cli
 from .bench import main as bench_main
 from .corpora import prepare_cli
+from .align import align_cli
 
-COMMANDS = {'train': train_cli, 'generate': generate_cli, 'bench': bench_main, 'prepare': prepare_cli}
+COMMANDS = {'train': train_cli, 'generate': generate_cli, 'bench': bench_main, 'prepare': prepare_cli, 'align': align_cli}
 
 def main(argv=None):
     "Dispatch `mambatts <command> [args]` to the command's parser."

@@ -113,7 +113,7 @@ def require_durations(utts, source: str):
     missing = [u.id for u in utts if u.durations is None]
     if missing:
         raise ValueError(f'{source}: {len(missing)} utterance(s) have no phoneme durations (e.g. {missing[0]!r}); '
-                         'real recordings need an alignment (a learned aligner is planned, not built yet). Use data="fragment" or "corpus".')
+                         'learn them with `mambatts align <folder>` (align.align_folder), or use data="fragment" or "corpus".')
 
 # %% ../nbs/04_data.ipynb #88f89796
 @dataclass

@@ -11,8 +11,8 @@ import espeakng_loader
 from num2words import num2words
 
 # %% auto #0
-__all__ = ['POLISH_LETTERS', 'LETTERS', 'PUNCTUATION', 'ACCEPTED', 'PAUSE', 'normalise', 'Espeak', 'Speech', 'speak', 'phonemize',
-           'Vocab']
+__all__ = ['POLISH_LETTERS', 'LETTERS', 'PUNCTUATION', 'ACCEPTED', 'PAUSE', 'DEFAULT_RATE', 'normalise', 'Espeak', 'Speech',
+           'speak', 'phonemize', 'Vocab']
 
 # %% ../nbs/02_text.ipynb #65fe8cae
 POLISH_LETTERS = 'aąbcćdeęfghijklłmnńoóprsśtuwyzźż'
@@ -56,6 +56,7 @@ _CALLBACK = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.POINTER(ctypes.c_short), ctype
 _SYNCHRONOUS, _PHONEME_EVENTS, _PHONEME_IPA, _DONT_EXIT, _CHARS_UTF8 = 2, 0x1, 0x2, 0x8000, 0x1
 _EVENT_END_OF_LIST, _EVENT_PHONEME = 0, 7
 PAUSE = '_'
+_RATE, DEFAULT_RATE = 1, 175            # espeak_SetParameter's espeakRATE; espeak-ng's normal rate, words per minute
 
 class Espeak:
     "The Polish espeak-ng voice (one per process: the C library holds global state)."
@@ -69,8 +70,8 @@ class Espeak:
         self.sample_rate = lib.espeak_Initialize(_SYNCHRONOUS, 0, espeakng_loader.get_data_path().encode(),
                                                  _PHONEME_EVENTS | _PHONEME_IPA | _DONT_EXIT)
         if self.sample_rate <= 0: raise RuntimeError('espeak-ng failed to initialise')
-        if lib.espeak_SetVoiceByName(voice.encode()) != 0: raise RuntimeError(f'espeak-ng has no voice {voice!r}')
-        self.lib, self._chunks, self._events = lib, [], []
+        self.lib, self._chunks, self._events, self.voice, self.rate = lib, [], [], None, None
+        self._set(voice, DEFAULT_RATE)
         self._cb = _CALLBACK(self._on_audio)      # keep a reference: the C library calls it
         lib.espeak_SetSynthCallback(self._cb)
 
@@ -91,9 +92,19 @@ class Espeak:
             i += 1
         return 0
 
-    def synth(self, text: str):
-        "Speak `text`: int16 audio at `sample_rate` and a list of (start sample, IPA phoneme or '')."
+    def _set(self, voice: str, rate: int):
+        if voice != self.voice:
+            if self.lib.espeak_SetVoiceByName(voice.encode()) != 0:
+                raise ValueError(f"espeak-ng has no voice {voice!r}; accepted: 'pl' or a variant such as 'pl+f2', 'pl+m3'")
+            self.voice, self.rate = voice, None                 # a new voice resets the rate
+        if rate != self.rate:
+            if not 80 <= rate <= 450: raise ValueError(f'rate must be 80..450 words per minute, got {rate!r}')
+            self.lib.espeak_SetParameter(_RATE, int(rate), 0); self.rate = rate
+
+    def synth(self, text: str, voice: str = 'pl', rate: int = None):
+        "Speak `text` with `voice` at `rate` words/min: int16 audio at `sample_rate` and a list of (start sample, IPA phoneme or '')."
         with self._lock:
+            self._set(voice, rate or DEFAULT_RATE)
             self._chunks, self._events = [], []
             data = text.encode('utf-8')
             if self.lib.espeak_Synth(data, len(data) + 1, 0, 0, 0, _CHARS_UTF8, None, None) != 0:
@@ -122,11 +133,11 @@ def _tokens(events, n_samples):
     starts[0] = 0
     return phonemes, np.maximum.accumulate(np.array(starts, dtype=np.int64))
 
-def speak(text: str) -> Speech:
-    "Normalise `text`, speak it with espeak-ng's Polish voice, and return audio with exact phoneme starts."
+def speak(text: str, voice: str = 'pl', rate: int = None) -> Speech:
+    "Normalise `text`, speak it with espeak-ng's Polish `voice` (a variant: 'pl+f2') at `rate` words/min (175), and return audio with exact phoneme starts."
     t = normalise(text)
     es = Espeak.get()
-    audio, events = es.synth(t)
+    audio, events = es.synth(t, voice, rate)
     phonemes, starts = _tokens(events, len(audio))
     return Speech(t, phonemes, starts, audio.astype(np.float32) / 32768, es.sample_rate)
 

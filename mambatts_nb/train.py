@@ -52,6 +52,10 @@ def prepare_data(tcfg: TrainConfig, progress: bool = True):
                                 f"([layout:]folder, layouts {', '.join(LAYOUTS)}); {tcfg.data!r} is neither") from e
     if skips and progress: print(f'{tcfg.data}: {len(utts)} utterances kept, {len(skips)} skipped {skip_summary(skips)}')
     vocab = Vocab.build([vocab.itos[2:], *(u.phonemes for u in utts)])         # the data's phonemes and the corpus's
+    if any(u.durations is None for u in utts):                                 # real recordings: learn the durations once
+        from mambatts_nb.align import align_folder
+        align_folder(tcfg.data, codec, progress=progress)
+        utts, _ = load_folder(tcfg.data, codec, progress=progress)
     require_durations(utts, tcfg.data)
     return utts, [], vocab, codec
 

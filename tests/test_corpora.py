@@ -1,6 +1,7 @@
 "Corpus folders in the four layouts: recognised, resampled to 24 kHz mono, bad rows skipped with reasons, clear errors."
-import pytest, soundfile as sf
-from mambatts_nb.corpora import LAYOUTS, read_corpus, load_folder, write_test_corpus
+import json, pytest, soundfile as sf
+from pathlib import Path
+from mambatts_nb.corpora import LAYOUTS, read_corpus, load_folder, write_test_corpus, prepare
 from mambatts_nb.data import corpus_sentences
 from mambatts_nb.runs import resolve_run_config
 from mambatts_nb.train import train
@@ -33,10 +34,19 @@ def test_length_bounds_and_the_all_skipped_error(corpora, codec):
     with pytest.raises(ValueError, match=r"No usable utterance in .*longer than max_seconds ×3"):
         load_folder(str(corpora['ljspeech']), codec, max_seconds=0.6, progress=False)
 
-def test_training_on_a_corpus_folder_stops_at_the_missing_alignment(corpora, tmp_path):
-    run = resolve_run_config('tiny', data=f"mls:{corpora['mls']}", steps=1)
-    with pytest.raises(ValueError, match='have no phoneme durations'):
-        train(run.model, run.train, tmp_path/'run', run.preset, progress=False)
+@pytest.mark.parametrize('layout', list(LAYOUTS))
+def test_training_on_a_corpus_folder_prepares_aligns_and_trains(corpora, layout, tmp_path):
+    "A real-layout folder with no phoneme timings: train() prepares it, learns its durations, writes them, and trains."
+    run = resolve_run_config('tiny', data=f"{layout}:{corpora[layout]}", steps=2)
+    s = train(run.model, run.train, tmp_path/'run', run.preset, progress=False)
+    assert s['steps'] == 2 and 0 <= s['final_acc'] <= 1
+    d = Path(prepare(f"{layout}:{corpora[layout]}", progress=False)['dir'])
+    rows = [json.loads(l) for l in (d/'manifest.jsonl').read_text().splitlines()]
+    assert len(rows) == 3 and all(sum(r['durations']) == r['n_frames'] and min(r['durations']) >= 1
+                                  and len(r['durations']) == len(r['phonemes']) for r in rows)
+    assert (d/'alignments.html').is_file() and json.loads((d/'aligned.json').read_text())['utterances'] == 3
+
+def test_a_folder_that_is_no_corpus_is_named(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"or a corpus folder \(\[layout:\]folder, layouts ljspeech, mailabs"):
         run = resolve_run_config('tiny', data=str(tmp_path/'nothing'), steps=1)
         train(run.model, run.train, tmp_path/'run2', run.preset, progress=False)
