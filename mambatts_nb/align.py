@@ -19,8 +19,8 @@ from .data import to_24k, frame_durations, corpus_sentences, corpus_vocab, _sha
 
 # %% auto #0
 __all__ = ['SHIFT', 'align_features', 'log_prior', 'Aligner', 'forward_sum_loss', 'mas', 'hard_attention', 'binarization_loss',
-           'AlignItem', 'fit', 'durations', 'boundary_errors', 'espeak_items', 'validate_espeak', 'alignment_figure',
-           'align_folder', 'align_cli']
+           'AlignItem', 'fit', 'durations', 'boundary_errors', 'espeak_items', 'validate_espeak',
+           'learned_corpus_durations', 'alignment_figure', 'align_folder', 'align_cli']
 
 # %% ../nbs/04b_align.ipynb #3df46add
 SHIFT = 160                                                   # samples of silence before the audio (see above)
@@ -191,6 +191,26 @@ def validate_espeak(voice: str = 'pl', rate: int|None = None, n: int|None = None
     return dict(voice=voice, rate=rate or 175, utterances=len(items), epochs=epochs, seed=seed, fit_s=fit_s,
                 audio_s=sum(it.n_frames for it in items) / FRAME_RATE, **boundary_errors(durations(model, items), [it.durations for it in items]),
                 history=history), model, items
+
+# %% ../nbs/04b_align.ipynb #37b3a4f5
+def learned_corpus_durations(epochs: int = 20, seed: int = 0, progress: bool = True) -> dict:
+    "id → learned durations (P,) for every utterance of the embedded corpus (default voice); aligned once, then cached."
+    from mambatts_nb.data import load_corpus
+    from mambatts_nb.runs import cache_dir
+    utts, sents, vocab = load_corpus(progress=progress), corpus_sentences(), corpus_vocab()
+    path = cache_dir()/f'aligned-corpus-{_sha(SHIFT, epochs, seed, *(f"{u.id}:{u.n_frames}" for u in utts))}.json'
+    if not path.is_file():
+        items = []
+        for u in utts:
+            sp = speak(sents[int(u.id[2:])])
+            items.append(AlignItem(u.id, torch.tensor(vocab.encode(u.phonemes, strict=True)),
+                                   align_features(to_24k(sp.audio, sp.sample_rate), u.n_frames), u.durations))
+        model, _ = fit(items, len(vocab), epochs, seed=seed, progress=progress)
+        learned = durations(model, items)
+        errors = boundary_errors(learned, [it.durations for it in items])
+        if progress: print(f'learned corpus durations vs exact: {errors}')
+        atomic_write_text(path, json.dumps(dict(errors=errors, durations={it.id: d.tolist() for it, d in zip(items, learned)})))
+    return {k: torch.tensor(v) for k, v in json.loads(path.read_text())['durations'].items()}
 
 # %% ../nbs/04b_align.ipynb #de851b7b
 def alignment_figure(model: Aligner, items, vocab: Vocab, k: int = 3):

@@ -9,8 +9,8 @@ from dataclasses import dataclass, field, asdict
 
 # %% auto #0
 __all__ = ['ARCHS', 'KERNEL_PAIRS', 'BACKENDS', 'TEXT_DIRECTIONS', 'STYLE_DIRECTIONS', 'BIDIR_COMBINES', 'DATA_PROTOCOLS',
-           'DEVICES', 'GRID', 'EMBED_WIDTHS', 'PRESETS', 'STUDY_PARAMS', 'check_choice', 'check_positive',
-           'ModelConfig', 'TrainConfig', 'depth', 'model_config']
+           'DURATION_SOURCES', 'DEVICES', 'GRID', 'EMBED_WIDTHS', 'PRESETS', 'STUDY_PARAMS', 'check_choice',
+           'check_positive', 'ModelConfig', 'TrainConfig', 'depth', 'model_config']
 
 # %% ../nbs/00_config.ipynb #14736b54
 ARCHS = ('pure', 'hybrid', 'transformer')
@@ -18,6 +18,7 @@ KERNEL_PAIRS = {'small': (3, 5), 'medium': (5, 7), 'large': (7, 9), 'multi': (3,
 BACKENDS = ('auto', 'scan', 'fused', 'triton', 'step', 'mamba_ssm')
 TEXT_DIRECTIONS, STYLE_DIRECTIONS, BIDIR_COMBINES = ('forward', 'bidirectional'), ('backward', 'bidirectional'), ('sum', 'concat')
 DATA_PROTOCOLS = ('fragment', 'corpus')
+DURATION_SOURCES = ('exact', 'learned')
 DEVICES = ('auto', 'cpu', 'cuda')
 
 def check_choice(what:str, value, accepted):
@@ -108,6 +109,7 @@ class TrainConfig:
     device: str = 'auto'               # auto | cpu | cuda
     amp: bool = True                   # bf16 autocast on CUDA
     dur_weight: float = 1.0            # weight of the duration MSE in the loss
+    durations: str = 'exact'           # fragment/corpus: exact (espeak's) | learned (the aligner's); a folder: always learned
 
     def __post_init__(self): self.validate()
 
@@ -116,6 +118,7 @@ class TrainConfig:
         for k in ('steps', 'batch_size', 'eval_every', 'ckpt_every'): check_positive(k, getattr(self, k))
         for k in ('lr', 'grad_clip'): check_positive(k, getattr(self, k), integer=False)
         check_choice('device', self.device, DEVICES)
+        check_choice('durations', self.durations, DURATION_SOURCES)
         if not isinstance(self.seed, int): raise ValueError(f"seed must be an integer, got {self.seed!r}")
         if not isinstance(self.data, str) or not self.data:
             raise ValueError(f"data must be one of {', '.join(DATA_PROTOCOLS)} or a folder path, got {self.data!r}")

@@ -37,7 +37,8 @@ def _cpu(name: str) -> dict:
     return dict(layers=1, hidden=128)
 
 def phase_runs(phase: str, scale: str = 'cpu', seeds: int = 3, steps: int|None = None, data: str = 'fragment',
-               device: str = 'auto', only: list|None = None, batch_size: int = 1, lr: float|None = None) -> list:
+               device: str = 'auto', only: list|None = None, batch_size: int = 1, lr: float|None = None,
+               durations: str = 'exact') -> list:
     "The (run name, group, train.ipynb parameters) of every configuration × seed of `phase`; names by `resolve_run_config`."
     check_choice('phase', str(phase), list(PHASES)); check_choice('scale', scale, SCALES); check_positive('seeds', seeds)
     names = PHASES[str(phase)]
@@ -49,7 +50,7 @@ def phase_runs(phase: str, scale: str = 'cpu', seeds: int = 3, steps: int|None =
     runs = []
     for name in names:
         for seed in range(seeds):
-            p = dict(preset=name, steps=steps, seed=seed, data=data, device=device, batch_size=batch_size, lr=lr,
+            p = dict(preset=name, steps=steps, seed=seed, data=data, device=device, batch_size=batch_size, lr=lr, durations=durations,
                      **(_cpu(name) if scale == 'cpu' else {}))
             run = resolve_run_config(**p)                      # validates, and names the run as train.ipynb would
             runs.append((run.name, run.group, dict(p, samples=False)))
@@ -58,13 +59,13 @@ def phase_runs(phase: str, scale: str = 'cpu', seeds: int = 3, steps: int|None =
 # %% ../nbs/14_phase.ipynb #08c4d402
 def run_phase(phase: str, scale: str = 'cpu', seeds: int = 3, steps: int|None = None, data: str = 'fragment',
               device: str = 'auto', only: list|None = None, out_dir=None, progress: bool = True, batch_size: int = 1,
-              lr: float|None = None) -> dict:
+              lr: float|None = None, durations: str = 'exact') -> dict:
     "Execute train.ipynb for every run of the phase into `<out_dir>/phase<phase>/`; returns {run name: status}."
     import papermill as pm
     nb = project_root(Path(__file__).parent if '__file__' in globals() else '.')/'nbs'/'train.ipynb'
     if not nb.is_file(): raise FileNotFoundError(f'{str(nb)!r} not found: run_phase needs the project checkout')
     phase_dir = Path(out_dir or outputs_dir())/f'phase{phase}'
-    runs = phase_runs(phase, scale, seeds, steps, data, device, only, batch_size, lr)
+    runs = phase_runs(phase, scale, seeds, steps, data, device, only, batch_size, lr, durations)
     status, bar = {}, tqdm(runs, desc=f'phase {phase}', disable=not progress)
     for name, group, params in bar:
         run_dir = phase_dir/name
@@ -83,5 +84,5 @@ def run_phase(phase: str, scale: str = 'cpu', seeds: int = 3, steps: int|None = 
                                                   traceback=traceback.format_exc()[-4000:], seconds=time.perf_counter() - t))
             status[name] = 'failed'
     write_json(phase_dir/'sweep.json', dict(phase=phase, scale=scale, seeds=seeds, steps=steps, data=data, batch_size=batch_size,
-                                            lr=lr or SCALE_LR[scale], status=status))
+                                            lr=lr or SCALE_LR[scale], durations=durations, status=status))
     return status

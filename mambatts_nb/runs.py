@@ -68,7 +68,7 @@ def write_csv(path, header, rows):
 # %% ../nbs/01_runs.ipynb #9043f210
 MODEL_KNOBS = {'arch': 'arch', 'kernels': 'kernels', 'hidden': 'd_model', 'expand': 'expand', 'embed_dim': 'embed_dim'}
 NAME_TAGS = {'arch': '', 'kernels': 'k', 'layers': 'L', 'hidden': 'H', 'expand': 'E', 'embed_dim': 'e', 'lr': 'lr',
-             'batch_size': 'b', 'fragment': 'f'}
+             'batch_size': 'b', 'fragment': 'f', 'durations': 'dur-'}
 
 @dataclass
 class RunConfig:
@@ -93,9 +93,10 @@ def resolve_run_config(preset: str = 'tiny', arch=None, kernels=None, layers=Non
     mcfg, base = model_config(preset, **model), model_config(preset)
     tcfg = TrainConfig(**{k: v for k, v in train.items() if v is not None})
     given = dict(arch=mcfg.arch, kernels=mcfg.kernels, layers=layers, hidden=hidden, expand=expand, embed_dim=embed_dim,
-                 lr=tcfg.lr, batch_size=tcfg.batch_size, fragment=tcfg.fragment if tcfg.data == 'fragment' else None)
+                 lr=tcfg.lr, batch_size=tcfg.batch_size, fragment=tcfg.fragment if tcfg.data == 'fragment' else None,
+                 durations=tcfg.durations if tcfg.data in DATA_PROTOCOLS else None)
     default = dict(arch=base.arch, kernels=base.kernels, layers=None, hidden=None, expand=None, embed_dim=None,
-                   lr=TrainConfig.lr, batch_size=TrainConfig.batch_size, fragment=TrainConfig.fragment)
+                   lr=TrainConfig.lr, batch_size=TrainConfig.batch_size, fragment=TrainConfig.fragment, durations=TrainConfig.durations)
     tags = [_tag(k, v) for k, v in given.items() if v is not None and v != default[k]
             and not (k == 'kernels' and mcfg.arch != 'hybrid')]
     data = tcfg.data if tcfg.data in DATA_PROTOCOLS else Path(tcfg.data).name

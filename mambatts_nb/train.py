@@ -5,7 +5,7 @@
 # %% ../nbs/09_train.ipynb #b073e1f5
 from __future__ import annotations
 import csv, json, math, time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 import torch, torch.nn.functional as F
 from safetensors.torch import save_file
@@ -41,10 +41,14 @@ def resolve_device(name: str = 'auto') -> torch.device:
 def prepare_data(tcfg: TrainConfig, progress: bool = True):
     "Train and held-out utterances, the vocabulary and the codec for `tcfg.data`."
     codec, vocab = default_codec(), corpus_vocab()
-    if tcfg.data == 'fragment':
-        return load_corpus([tcfg.fragment], codec, progress), [], vocab, codec
-    if tcfg.data == 'corpus':
-        train, held = split(load_corpus(None, codec, progress), tcfg.heldout)
+    if tcfg.data in DATA_PROTOCOLS:
+        utts = load_corpus(None if tcfg.data == 'corpus' else [tcfg.fragment], codec, progress)
+        if tcfg.durations == 'learned':                                          # the aligner's, learned on all 223 sentences
+            from mambatts_nb.align import learned_corpus_durations
+            learned = learned_corpus_durations(progress=progress)
+            utts = [replace(u, durations=learned[u.id]) for u in utts]
+        if tcfg.data == 'fragment': return utts, [], vocab, codec
+        train, held = split(utts, tcfg.heldout)
         return train, held, vocab, codec
     try: utts, skips = load_folder(tcfg.data, codec, progress=progress)
     except FileNotFoundError as e:
@@ -321,13 +325,15 @@ def train_cli(preset: str = 'tiny',     # a named preset (tiny, phase1-*, phase2
               seed: int = 0,            # model init and batch sampling
               data: str = 'fragment',   # fragment | corpus | a corpus folder: [ljspeech|mailabs|commonvoice|mls:]<folder>
               fragment: int = 0,        # corpus utterance of the fragment protocol
+              durations: str = 'exact', # fragment/corpus: exact | learned (the aligner's); folders: always learned
               device: str = 'auto',     # auto | cpu | cuda
               phase: str = 'train',     # results go to <out_dir>/<phase>/<run name>/
               run_name: str = None,     # default: the resolved run name
               out_dir: str = None):     # default: $MAMBATTS_OUTPUTS or the project's outputs/
     "Train one run from the shell; prints where it went and its summary."
     run = resolve_run_config(preset, arch=arch, kernels=kernels, layers=layers, hidden=hidden, expand=expand, embed_dim=embed_dim,
-                             steps=steps, lr=lr, batch_size=batch_size, seed=seed, data=data, fragment=fragment, device=device)
+                             steps=steps, lr=lr, batch_size=batch_size, seed=seed, data=data, fragment=fragment, device=device,
+                             durations=durations)
     run_dir = Path(out_dir or outputs_dir())/phase/(run_name or run.name)
     s = train(run.model, run.train, run_dir, run.preset, group=run.group)
     print(run_dir)

@@ -24,3 +24,19 @@ def test_align_cli_writes_durations_into_the_manifest(tmp_path):
     d = Path(prepare(str(root), progress=False)['dir'])
     rows = [json.loads(l) for l in (d/'manifest.jsonl').read_text().splitlines()]
     assert len(rows) == 4 and all(sum(r['durations']) == r['n_frames'] for r in rows)
+
+def test_training_on_learned_corpus_durations(tmp_path):
+    "durations='learned': the corpus protocol's exact durations replaced by the aligner's — close to them, not equal."
+    import torch
+    from mambatts_nb.align import learned_corpus_durations, boundary_errors
+    from mambatts_nb.data import load_corpus
+    from mambatts_nb.runs import resolve_run_config, read_config
+    from mambatts_nb.train import train
+    run = resolve_run_config('tiny', data='fragment', durations='learned', steps=1)
+    assert run.name == 'tiny-dur-learned-fragment-s0'
+    train(run.model, run.train, tmp_path/run.name, run.preset, progress=False)
+    assert read_config(tmp_path/run.name)['train']['durations'] == 'learned'
+    learned, utts = learned_corpus_durations(progress=False), load_corpus(progress=False)
+    assert all(learned[u.id].sum() == u.n_frames and len(learned[u.id]) == len(u.phonemes) for u in utts)
+    e = boundary_errors([learned[u.id] for u in utts], [u.durations for u in utts])
+    assert 0 < e['mean_frames'] < 1.5 and e['within_2'] > 0.85, e        # measured 0.95 / 93.9% (README)

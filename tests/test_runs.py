@@ -44,7 +44,7 @@ def test_tensor_peak_memory_differs_between_model_sizes(utts, vocab):
     assert small > 3 * small_w and big > 3 * big_w          # weights, gradients, two Adam moments, activations
     assert big - small > 3 * (big_w - small_w)
 
-@pytest.mark.parametrize('nb', ['train', 'phase', 'listen', 'bench'])
+@pytest.mark.parametrize('nb', ['train', 'phase', 'listen', 'bench', 'align'])
 def test_papermill_help_lists_every_parameter_without_warnings(nb):
     r = subprocess.run([sys.executable, '-m', 'papermill', '--help-notebook', str(ROOT/'nbs'/f'{nb}.ipynb')], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
