@@ -5,6 +5,7 @@
 # %% ../nbs/04a_corpora.ipynb #b23cd6e0
 from __future__ import annotations
 import csv, hashlib, json, os, time
+from concurrent.futures import ThreadPoolExecutor
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +14,7 @@ from tqdm.auto import tqdm
 from fastcore.script import call_parse
 from .text import normalise, phonemize
 from .codec import Codec, FRAME_RATE
+from .config import check_positive
 from .runs import cache_dir, atomic_save, write_json
 from .data import Utterance, to_24k, default_codec, _sha
 
@@ -149,34 +151,45 @@ def corpus_dir(data: str, codec: Codec, min_seconds: float = 0.5, max_seconds: f
     folder = folder.resolve()
     return cache_dir()/'corpora'/f'{folder.name}-{_sha(MANIFEST_VERSION, layout, folder, codec.key, min_seconds, max_seconds)}'
 
-def prepare(data: str, codec: Codec|None = None, min_seconds: float = 0.5, max_seconds: float = 20.0, progress: bool = True) -> dict:
-    "Check, phonemise and encode every row of a corpus folder into its cache folder (resumable); returns `prepared.json`'s record."
+def _prepare_entry(e: Entry, d: Path, codec: Codec, min_seconds: float, max_seconds: float) -> tuple:
+    "One row: ('kept', manifest record, whether it was encoded now) or ('skipped', {id, speaker, reason}, False)."
+    ok, reason = check_entry(e, min_seconds, max_seconds)
+    if ok is None: return 'skipped', dict(id=e.id, speaker=e.speaker, reason=reason), False
+    text, phonemes, wav = ok
+    tok = d/'tokens'/f'{hashlib.sha1(e.audio.read_bytes()).hexdigest()[:20]}.pt'
+    encoded = not tok.is_file()
+    if encoded: codes = codec.encode(wav); atomic_save(codes.to(torch.int16), tok)
+    else: codes = torch.load(tok, weights_only=True).long()
+    return 'kept', dict(id=e.id, speaker=e.speaker, text=text, phonemes=phonemes, n_frames=codes.shape[1], durations=None,
+                        audio=str(e.audio), tokens=tok.name), encoded
+
+def prepare(data: str, codec: Codec|None = None, min_seconds: float = 0.5, max_seconds: float = 20.0, progress: bool = True,
+            workers: int = 1) -> dict:
+    """Check, phonemise and encode every row of a corpus folder into its cache folder (resumable); returns `prepared.json`'s
+    record. `workers` > 1 runs that many rows at once in threads (the audio decoding and the codec's torch ops release the
+    GIL); the manifest is written in the corpus's order either way."""
     layout, entries = read_corpus(data)
     if not entries: raise ValueError(f'{data!r} ({layout}) lists no utterances')
+    check_positive('workers', workers)
     codec = codec or default_codec()
     d = corpus_dir(data, codec, min_seconds, max_seconds)
     (d/'tokens').mkdir(parents=True, exist_ok=True)
     kept, skipped = _read_jsonl(d/'manifest.jsonl'), _read_jsonl(d/'skipped.jsonl')
     done, encoded, reused, t0 = {r['id'] for r in kept + skipped}, 0, 0, time.perf_counter()
-    with open(d/'manifest.jsonl', 'a', encoding='utf-8') as man, open(d/'skipped.jsonl', 'a', encoding='utf-8') as skp:
-        for e in tqdm([e for e in entries if e.id not in done], desc=f'prepare {layout}', disable=not progress):
-            ok, reason = check_entry(e, min_seconds, max_seconds)
-            if ok is None:
-                skipped.append(dict(id=e.id, speaker=e.speaker, reason=reason)); _append(skp, skipped[-1]); continue
-            text, phonemes, wav = ok
-            tok = d/'tokens'/f'{hashlib.sha1(e.audio.read_bytes()).hexdigest()[:20]}.pt'
-            if tok.is_file(): codes, reused = torch.load(tok, weights_only=True).long(), reused + 1
-            else:
-                codes, encoded = codec.encode(wav), encoded + 1
-                atomic_save(codes.to(torch.int16), tok)
-            kept.append(dict(id=e.id, speaker=e.speaker, text=text, phonemes=phonemes, n_frames=codes.shape[1], durations=None,
-                             audio=str(e.audio), tokens=tok.name))
-            _append(man, kept[-1])
+    todo = [e for e in entries if e.id not in done]
+    one = lambda e: _prepare_entry(e, d, codec, min_seconds, max_seconds)
+    with ThreadPoolExecutor(workers) as pool, open(d/'manifest.jsonl', 'a', encoding='utf-8') as man, \
+         open(d/'skipped.jsonl', 'a', encoding='utf-8') as skp:
+        for kind, rec, new in tqdm(pool.map(one, todo) if workers > 1 else map(one, todo), total=len(todo),
+                                   desc=f'prepare {layout}', disable=not progress):
+            if kind == 'skipped': skipped.append(rec); _append(skp, rec); continue
+            kept.append(rec); _append(man, rec)
+            encoded, reused = encoded + new, reused + (not new)
     if not kept:
         raise ValueError(f'No usable utterance in {data!r} ({layout}, {len(skipped)} rows): skipped for ' +
                          ', '.join(f'{k} ×{n}' for k, n in skip_summary(skipped).items()) + f'; first: {skipped[0]}')
     seconds, wall = sum(r['n_frames'] for r in kept) / FRAME_RATE, time.perf_counter() - t0
-    rec = dict(data=str(data), layout=layout, codec=codec.label, codec_key=codec.key, dir=str(d), utterances=len(kept),
+    rec = dict(data=str(data), layout=layout, workers=workers, codec=codec.label, codec_key=codec.key, dir=str(d), utterances=len(kept),
                skipped=len(skipped), skip_reasons=skip_summary(skipped), speakers=sorted({r['speaker'] for r in kept}),
                audio_hours=seconds / 3600, encoded=encoded, reused=reused, wall_s=wall,
                audio_s_per_wall_s=seconds / wall if encoded else None,
@@ -198,9 +211,10 @@ def load_folder(data: str, codec: Codec|None = None, min_seconds: float = 0.5, m
 @call_parse
 def prepare_cli(data: str,                  # corpus folder, or layout:folder (ljspeech, mailabs, commonvoice, mls)
                 min_seconds: float = 0.5,   # shorter utterances are skipped
-                max_seconds: float = 20.0): # longer utterances are skipped
+                max_seconds: float = 20.0,  # longer utterances are skipped
+                workers: int = 1):          # rows prepared at once (threads)
     "`mambatts prepare <data>`: check, phonemise and encode a corpus once (resumable); print where it went and what was skipped."
-    rec = prepare(data, min_seconds=min_seconds, max_seconds=max_seconds)
+    rec = prepare(data, min_seconds=min_seconds, max_seconds=max_seconds, workers=workers)
     print(json.dumps(rec, indent=1, ensure_ascii=False))
     return rec
 

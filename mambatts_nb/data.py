@@ -21,7 +21,7 @@ __all__ = ['CACHE_VERSION', 'TEST_PROMPTS', 'corpus_sentences', 'frame_durations
            'Batch', 'collate']
 
 # %% ../nbs/04_data.ipynb #f4a07f2f
-CACHE_VERSION = 1
+CACHE_VERSION = 2           # 2: the text front end reads times, years, dates, units, abbreviations and Roman numerals
 TEST_PROMPTS = ('lud aczoli, dwa miliony dusz, nie licząc mieszkańców',
                 'ratunkiem i więzieniem. Żołnierze zapowiedzieli',
                 'zaklęcia, które miały te wioski wskrzesić')
@@ -72,10 +72,14 @@ def synth_utterance(text: str, codec: Codec, uid: str = '') -> Utterance:
     return u
 
 def split(utts, heldout: int, seed: int = 0):
-    "Deterministic train / held-out split (the same for every run seed)."
+    "Deterministic train / held-out split (the same for every run seed); every speaker keeps an utterance in training."
     if not 0 < heldout < len(utts): raise ValueError(f'heldout must be in 1..{len(utts)-1}, got {heldout}')
     order = torch.randperm(len(utts), generator=torch.Generator().manual_seed(seed)).tolist()
-    return [utts[i] for i in order[heldout:]], [utts[i] for i in order[:heldout]]
+    train, held = [utts[i] for i in order[heldout:]], [utts[i] for i in order[:heldout]]
+    seen = {getattr(u, 'speaker', '') for u in train}
+    for u in list(held):                               # a speaker held out entirely: one of theirs goes back to training
+        if getattr(u, 'speaker', '') not in seen: held.remove(u); train.append(u); seen.add(getattr(u, 'speaker', ''))
+    return train, held
 
 def calibration_sentences() -> list:
     "The corpus sentences offline codecs are calibrated on: all but those the corpus protocol holds out by default."

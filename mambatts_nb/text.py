@@ -11,8 +11,105 @@ import espeakng_loader
 from num2words import num2words
 
 # %% auto #0
-__all__ = ['POLISH_LETTERS', 'LETTERS', 'PUNCTUATION', 'ACCEPTED', 'PAUSE', 'DEFAULT_RATE', 'normalise', 'Espeak', 'Speech',
+__all__ = ['MONTHS', 'ABBREVIATIONS', 'UNITS', 'ROMAN', 'POLISH_LETTERS', 'LETTERS', 'PUNCTUATION', 'ACCEPTED', 'PAUSE',
+           'DEFAULT_RATE', 'plural_form', 'ordinal', 'roman_value', 'expand_written', 'normalise', 'Espeak', 'Speech',
            'speak', 'phonemize', 'Vocab']
+
+# %% ../nbs/02_text.ipynb #0a8b5f0d
+MONTHS = ('stycznia', 'lutego', 'marca', 'kwietnia', 'maja', 'czerwca', 'lipca', 'sierpnia', 'września', 'października',
+          'listopada', 'grudnia')
+ABBREVIATIONS = {   # written form → spoken form; a dot in the key is part of the abbreviation
+    'nr': 'numer', 'Nr': 'numer', 'dr': 'doktor', 'Dr': 'doktor', 'prof.': 'profesor', 'Prof.': 'profesor',
+    'mgr': 'magister', 'inż.': 'inżynier', 'ul.': 'ulicy', 'al.': 'alei', 'pl.': 'plac', 'os.': 'osiedle',
+    'św.': 'święty', 'im.': 'imienia', 'np.': 'na przykład', 'tzn.': 'to znaczy', 'tj.': 'to jest', 'itd.': 'i tak dalej',
+    'itp.': 'i tym podobne', 'm.in.': 'między innymi', 'ok.': 'około', 'wg': 'według', 'godz.': 'godzina', 'ds.': 'do spraw',
+}
+UNITS = {   # after a number: (1, 2–4, 5+, fraction) — Polish numerals choose the noun's form
+    'zł': ('złoty', 'złote', 'złotych', 'złotego'), 'gr': ('grosz', 'grosze', 'groszy', 'grosza'),
+    'kg': ('kilogram', 'kilogramy', 'kilogramów', 'kilograma'), 'g': ('gram', 'gramy', 'gramów', 'grama'),
+    'km': ('kilometr', 'kilometry', 'kilometrów', 'kilometra'), 'm': ('metr', 'metry', 'metrów', 'metra'),
+    'cm': ('centymetr', 'centymetry', 'centymetrów', 'centymetra'), 'mm': ('milimetr', 'milimetry', 'milimetrów', 'milimetra'),
+    'l': ('litr', 'litry', 'litrów', 'litra'), 'min': ('minuta', 'minuty', 'minut', 'minuty'),
+    'h': ('godzina', 'godziny', 'godzin', 'godziny'), 'km/h': ('kilometr na godzinę', 'kilometry na godzinę', 'kilometrów na godzinę', 'kilometra na godzinę'),
+    '%': ('procent', 'procent', 'procent', 'procent'), '°C': ('stopień Celsjusza', 'stopnie Celsjusza', 'stopni Celsjusza', 'stopnia Celsjusza'),
+    'tys.': ('tysiąc', 'tysiące', 'tysięcy', 'tysiąca'), 'mln': ('milion', 'miliony', 'milionów', 'miliona'),
+    'mld': ('miliard', 'miliardy', 'miliardów', 'miliarda'), 'r.': ('rok', 'lata', 'lat', 'roku'),
+}
+
+def plural_form(n: int, frac: bool = False) -> int:
+    "Which of a noun's (1, 2–4, 5+, fraction) forms a Polish numeral takes: 1 kilogram, 3 kilogramy, 5 kilogramów, 2,5 kilograma."
+    if frac: return 3
+    if n == 1: return 0
+    return 1 if n % 10 in (2, 3, 4) and n % 100 not in (12, 13, 14) else 2
+
+def ordinal(n: int, case: str = 'nom', gender: str = 'm') -> str:
+    """n as a Polish ordinal in `case` (nom | gen | loc) and `gender` (m | f): only the ordinal words inflect
+    ('tysiąc osiemset sześćdziesiątym trzecim'), the cardinal thousands and hundreds of a year stay."""
+    words, cardinal = num2words(n, lang='pl', to='ordinal').split(), set(num2words(n, lang='pl').split())
+    ends = {('nom', 'm'): ('y', 'i'), ('gen', 'm'): ('ego', 'iego'), ('loc', 'm'): ('ym', 'im'),
+            ('nom', 'f'): ('a', 'ia'), ('gen', 'f'): ('ej', 'iej'), ('loc', 'f'): ('ej', 'iej'), ('ins', 'f'): ('ą', 'ią')}[case, gender]
+    out = []
+    for w in words:
+        if w not in cardinal and w[-1] in 'yi': w = w[:-1] + (ends[0] if w[-1] == 'y' else ends[1])
+        out.append(w)
+    return ' '.join(out)
+
+ROMAN = re.compile(r'\b(M{0,3}(?:CM|CD|D?C{0,3})(?:XC|XL|L?X{0,3})(?:IX|IV|V?I{0,3}))\b')
+
+def roman_value(s: str) -> int:
+    "The value of a Roman numeral ('XIX' → 19)."
+    v = dict(I=1, V=5, X=10, L=50, C=100, D=500, M=1000)
+    return sum(-v[a] if v[a] < v[b] else v[a] for a, b in zip(s, s[1:] + 'I')) if s else 0
+
+def _number(s: str) -> str: return num2words(int(s), lang='pl')
+
+def expand_written(t: str) -> str:
+    "Times, years, dates, centuries, regnal numbers, money, units and abbreviations read out (cased, before `normalise` lowercases); each rule says which reading it chose where Polish leaves one."
+    # times: 'o 17:45' → 'o siedemnastej czterdzieści pięć'; 'od/do/przed/po 8:05' likewise in their case; bare '17:45' in
+    # the nominative; ':00' is not read ('o ósmej'); '8:05' reads its minutes 'zero pięć'.
+    def time(m):
+        prep, h, mi = m.group(1), int(m.group(2)), m.group(3)
+        case = {'o': 'loc', 'po': 'loc', 'od': 'gen', 'do': 'gen', 'przed': 'ins', 'około': 'gen', 'ok.': 'gen'}.get((prep or '').strip().lower(), 'nom')
+        hour = ordinal(h, case, 'f') if h else 'zero'
+        minutes = '' if mi == '00' else ('zero ' + _number(mi[1]) if mi[0] == '0' else _number(mi))
+        return f"{prep or ''}{hour} {minutes}".rstrip()
+    t = re.sub(r'(\b(?:[Oo]|[Pp]o|[Oo]d|[Dd]o|[Pp]rzed|około|ok\.) )?\b([01]?\d|2[0-3]):([0-5]\d)\b', time, t)
+    # 'o 8 rano' → 'o ósmej rano': an hour before a part of the day is a feminine ordinal (locative after 'o')
+    t = re.sub(r'\b([Oo]) (\d{1,2}) (rano|wieczorem|po południu|w nocy)\b', lambda m: f"{m.group(1)} {ordinal(int(m.group(2)), 'loc', 'f')} {m.group(3)}", t)
+    # years: 'w 1863 roku' / 'w 1863 r.' → locative ordinal; '1863 roku' otherwise genitive ('od 1863 roku', '5 maja 1863 roku')
+    def year(m):
+        w, y = m.group(1), int(m.group(2))
+        return f"{w or ''}{ordinal(y, 'loc' if w and w.strip().lower() == 'w' else 'gen')} roku"
+    t = re.sub(r'(\b[Ww] )?\b(\d{1,4}) (?:roku|r\.)', year, t)
+    # dates: '5 maja' → 'piątego maja' (the day is a genitive ordinal); a year right after a month is one too
+    t = re.sub(r'\b(\d{1,2}) (' + '|'.join(MONTHS) + r')\b', lambda m: f"{ordinal(int(m.group(1)), 'gen')} {m.group(2)}", t)
+    t = re.sub(r'\b(' + '|'.join(MONTHS) + r') (\d{4})\b', lambda m: f"{m.group(1)} {ordinal(int(m.group(2)), 'gen')}", t)
+    # centuries and regnal numbers: 'w XX wieku' → 'w dwudziestym wieku', 'XX wieku' → genitive, 'XX wiek' → nominative;
+    # after a capitalised name, 'Jan Paweł II' → 'drugi' (a lone 'I' only there: elsewhere it may be the word 'i')
+    def century(m):
+        w, r, noun = m.group(1), m.group(2), m.group(3)
+        case = 'loc' if w and noun == 'wieku' else 'gen' if noun == 'wieku' else 'nom'
+        return f"{w or ''}{ordinal(roman_value(r), case)} {noun}"
+    t = re.sub(r'(\b[Ww] )?\b([IVXLC]+) (wieku|wiek)\b', century, t)
+    t = re.sub(r'(\b[A-ZĄĆĘŁŃÓŚŹŻ][a-ząćęłńóśźż]+ )([IVX]{1,5})\b(?! [a-ząćęłńóśźż]+\.)',
+               lambda m: m.group(1) + ordinal(roman_value(m.group(2))) if ROMAN.fullmatch(m.group(2)) else m.group(0), t)
+    # money: '12,50 zł' → 'dwanaście złotych pięćdziesiąt groszy'
+    def money(m):
+        z, g = int(m.group(1)), int(m.group(2))
+        return f"{_number(str(z))} {UNITS['zł'][plural_form(z)]} {_number(str(g))} {UNITS['gr'][plural_form(g)]}"
+    t = re.sub(r'\b(\d+),(\d{2}) ?zł\b', money, t)
+    # a number and its unit: '2,5 kg' → 'dwa przecinek pięć kilograma', '15%' → 'piętnaście procent', '5 km/h'
+    units = '|'.join(re.escape(u) for u in sorted(UNITS, key=len, reverse=True))
+    def unit(m):
+        whole, frac, u = m.group(1), m.group(2), m.group(3)
+        n = _number(whole) + (' przecinek ' + _number(frac) if frac else '')
+        return f"{n} {UNITS[u][plural_form(int(whole), bool(frac))]}"
+    t = re.sub(r'\b(\d+)(?:,(\d+))? ?(' + units + r')(?=$|[\s.,!?;:)])', unit, t)
+    # abbreviations (whole words; a trailing dot belongs to the abbreviation)
+    abbr = '|'.join(re.escape(a) for a in sorted(ABBREVIATIONS, key=len, reverse=True))
+    t = re.sub(r'(?<![\wąćęłńóśźż])(' + abbr + r')(?![\wąćęłńóśźż])', lambda m: ABBREVIATIONS[m.group(1)], t)
+    return t
+
 
 # %% ../nbs/02_text.ipynb #65fe8cae
 POLISH_LETTERS = 'aąbcćdeęfghijklłmnńoóprsśtuwyzźż'
@@ -33,7 +130,7 @@ def normalise(text: str) -> str:
     if not isinstance(text, str): raise ValueError(f"text must be a string, got {type(text).__name__}")
     if not text.strip(): raise ValueError(f"Empty text {text!r}: give at least one Polish word")
     t = unicodedata.normalize('NFC', text)
-    t = ''.join(_TYPOGRAPHY.get(ch, ch) for ch in t)
+    t = expand_written(''.join(_TYPOGRAPHY.get(ch, ch) for ch in t))
     t = re.sub(r'(\d+)(?:,(\d+))?', _say_number, t).lower()
     bad = sorted({ch for ch in t if ch not in ACCEPTED})
     if bad:
@@ -41,7 +138,7 @@ def normalise(text: str) -> str:
                          f"Polish letters {LETTERS!r}, digits and punctuation {PUNCTUATION.strip()!r}")
     if not any(ch in LETTERS for ch in t):
         raise ValueError(f"Text {text!r} has no Polish letters to speak")
-    return re.sub(r'\s+', ' ', t).strip()
+    return re.sub(r' ([.,!?;:)])', r'\1', re.sub(r'\s+', ' ', t)).strip()          # no space before punctuation
 
 # %% ../nbs/02_text.ipynb #5391897b
 class _EventId(ctypes.Union):

@@ -61,7 +61,8 @@ def prepare_data(tcfg: TrainConfig, progress: bool = True):
         align_folder(tcfg.data, codec, progress=progress)
         utts, _ = load_folder(tcfg.data, codec, progress=progress)
     require_durations(utts, tcfg.data)
-    return utts, [], vocab, codec
+    n_held = min(tcfg.heldout, len(utts) // 10)                              # a folder: up to 10% held out
+    return (*split(utts, n_held), vocab, codec) if n_held else (utts, [], vocab, codec)
 
 # %% ../nbs/09_train.ipynb #37e993f2
 def loss_fn(logits, log_dur, batch, dur_weight: float = 1.0):

@@ -73,7 +73,8 @@ def sample_row(run: Path, rec: dict) -> W.HBox:
     "Player, mel picture and measures of one sample of samples.json."
     path = run/rec['file']
     wav, _ = sf.read(path, dtype='float32')
-    measures = ', '.join(f'{k} {rec[k]:.3g}' for k in ('duration_error_frames', 'log_mel_l1', 'mcd_db') if k in rec)
+    measures = ', '.join(f'{k} {rec[k]:.3g}' for k in ('duration_error_frames', 'log_mel_l1', 'mcd_db', 'log_f0_rmse_cents', 'vuv_error')
+                         if rec.get(k) is not None)
     text = W.HTML(f"<b>{rec['name']}</b><br><i>{rec['text']}</i><br>{rec['seconds']:.2f} s {('· ' + measures) if measures else ''}",
                   layout=W.Layout(width='32%'))
     return W.HBox([text, W.Audio(value=path.read_bytes(), format='wav', autoplay=False),

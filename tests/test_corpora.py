@@ -72,3 +72,8 @@ def test_prepare_resumes_after_kill_9_to_an_identical_manifest(tmp_path, codec):
     resumed = prepare(str(folder), codec, progress=False)
     assert [(d/f).read_text() for f in ('manifest.jsonl', 'skipped.jsonl')] == expected
     assert resumed['encoded'] + resumed['reused'] <= 8 - rows + 1   # finished rows were not redone (one may have had its tokens written)
+    shutil.rmtree(d)                                                  # threads: the same manifest, in the corpus's order
+    two = prepare(str(folder), codec, progress=False, workers=2)
+    assert [(d/f).read_text() for f in ('manifest.jsonl', 'skipped.jsonl')] == expected and two['encoded'] == 8
+    with pytest.raises(ValueError, match='workers'):
+        prepare(str(folder), codec, progress=False, workers=0)

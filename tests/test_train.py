@@ -35,7 +35,8 @@ def test_papermill_default_run_reaches_95_percent(tmp_path, codec):
     samples = json.loads((run/'samples'/'samples.json').read_text())
     assert samples[0]['codec'] == codec.label
     gen = next(s for s in samples if s['name'] == 'reference_generated')
-    assert gen['log_mel_l1'] >= 0 and gen['mcd_db'] >= 0 and gen['duration_error_frames'] >= 0
+    assert gen['log_mel_l1'] >= 0 and gen['mcd_db'] >= 0 and gen['duration_error_frames'] >= 0 and 0 <= gen['vuv_error'] <= 1
+    assert gen['log_f0_rmse_cents'] is None or gen['log_f0_rmse_cents'] >= 0
     assert json.loads((run/'summary.json').read_text())['samples'] == samples
 
 @pytest.mark.parametrize('arch', ['hybrid', 'transformer'])
