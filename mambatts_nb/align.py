@@ -163,10 +163,10 @@ def durations(model: Aligner, items, batch_size: int = 16) -> list:
 
 def boundary_errors(predicted, exact) -> dict:
     "|learned − exact| phoneme boundaries in frames (inner boundaries), as mean and shares within ±1 and ±2 frames."
-    e = np.concatenate([np.abs(np.cumsum(p.numpy())[:-1] - np.cumsum(x.numpy())[:-1]) for p, x in zip(predicted, exact)])
+    signed = np.concatenate([np.cumsum(p.numpy())[:-1] - np.cumsum(x.numpy())[:-1] for p, x in zip(predicted, exact)])
+    e = np.abs(signed)
     return dict(boundaries=int(e.size), mean_frames=float(e.mean()), within_1=float((e <= 1).mean()),
-                within_2=float((e <= 2).mean()), signed_mean=float(np.concatenate(
-                    [np.cumsum(p.numpy())[:-1] - np.cumsum(x.numpy())[:-1] for p, x in zip(predicted, exact)]).mean()))
+                within_2=float((e <= 2).mean()), signed_mean=float(signed.mean()))
 
 # %% ../nbs/04b_align.ipynb #303ce24a
 def espeak_items(vocab: Vocab, voice: str = 'pl', rate: int|None = None, n: int|None = None) -> list:
@@ -223,16 +223,14 @@ def alignment_figure(model: Aligner, items, vocab: Vocab, k: int = 3):
         for r, it in enumerate(items, 1):
             ph, pm, mel, prior, n_ph, n_fr = _collate([it], [0])
             logp, soft = model(ph, pm, mel, prior)
-            d = mas(logp[0].double().numpy())
-            fig.add_trace(go.Heatmap(z=soft[0].T.numpy(), colorscale='Viridis', showscale=False,
-                                     y=[f'{j}:{p}' for j, p in enumerate(vocab.decode(it.ids.tolist()))]), r, 1)
-            path = lambda d: np.repeat(np.arange(len(d)), d)
-            fig.add_trace(go.Scatter(y=[f'{j}:{p}' for j, p in zip(path(d), np.array(vocab.decode(it.ids.tolist()))[path(d)])],
-                                     mode='lines', line=dict(color='red', width=1), name='learned (MAS)', showlegend=r == 1), r, 1)
+            rows = np.array([f'{j}:{p}' for j, p in enumerate(vocab.decode(it.ids.tolist()))])      # one row per phoneme
+            fig.add_trace(go.Heatmap(z=soft[0].T.numpy(), colorscale='Viridis', showscale=False, y=list(rows)), r, 1)
+            path = lambda d: list(rows[np.repeat(np.arange(len(d)), d)])                           # the row of every frame
+            fig.add_trace(go.Scatter(y=path(mas(logp[0].double().numpy())), mode='lines', line=dict(color='red', width=1),
+                                     name='learned (MAS)', showlegend=r == 1), r, 1)
             if it.durations is not None:
-                x = it.durations.numpy()
-                fig.add_trace(go.Scatter(y=[f'{j}:{p}' for j, p in zip(path(x), np.array(vocab.decode(it.ids.tolist()))[path(x)])],
-                                         mode='lines', line=dict(color='white', width=1, dash='dot'), name='exact', showlegend=r == 1), r, 1)
+                fig.add_trace(go.Scatter(y=path(it.durations.numpy()), mode='lines', line=dict(color='white', width=1, dash='dot'),
+                                         name='exact', showlegend=r == 1), r, 1)
     fig.update_layout(height=320 * len(items), title='Aligner attention (phonemes × 75 Hz frames) with the hard path')
     return fig
 

@@ -76,9 +76,10 @@ def split(utts, heldout: int, seed: int = 0):
     if not 0 < heldout < len(utts): raise ValueError(f'heldout must be in 1..{len(utts)-1}, got {heldout}')
     order = torch.randperm(len(utts), generator=torch.Generator().manual_seed(seed)).tolist()
     train, held = [utts[i] for i in order[heldout:]], [utts[i] for i in order[:heldout]]
-    seen = {getattr(u, 'speaker', '') for u in train}
+    speaker = lambda u: getattr(u, 'speaker', '')
+    seen = set(map(speaker, train))
     for u in list(held):                               # a speaker held out entirely: one of theirs goes back to training
-        if getattr(u, 'speaker', '') not in seen: held.remove(u); train.append(u); seen.add(getattr(u, 'speaker', ''))
+        if speaker(u) not in seen: held.remove(u); train.append(u); seen.add(speaker(u))
     return train, held
 
 def calibration_sentences() -> list:

@@ -65,6 +65,7 @@ def run_phase(phase: str, scale: str = 'cpu', seeds: int = 3, steps: int|None = 
     nb = project_root(Path(__file__).parent if '__file__' in globals() else '.')/'nbs'/'train.ipynb'
     if not nb.is_file(): raise FileNotFoundError(f'{str(nb)!r} not found: run_phase needs the project checkout')
     phase_dir = Path(out_dir or outputs_dir())/f'phase{phase}'
+    lr = lr or SCALE_LR[scale]
     runs = phase_runs(phase, scale, seeds, steps, data, device, only, batch_size, lr, durations)
     status, bar = {}, tqdm(runs, desc=f'phase {phase}', disable=not progress)
     for name, group, params in bar:
@@ -84,5 +85,5 @@ def run_phase(phase: str, scale: str = 'cpu', seeds: int = 3, steps: int|None = 
                                                   traceback=traceback.format_exc()[-4000:], seconds=time.perf_counter() - t))
             status[name] = 'failed'
     write_json(phase_dir/'sweep.json', dict(phase=phase, scale=scale, seeds=seeds, steps=steps, data=data, batch_size=batch_size,
-                                            lr=lr or SCALE_LR[scale], durations=durations, status=status))
+                                            lr=lr, durations=durations, status=status))
     return status

@@ -50,16 +50,15 @@ def prepare_data(tcfg: TrainConfig, progress: bool = True):
         if tcfg.data == 'fragment': return utts, [], vocab, codec
         train, held = split(utts, tcfg.heldout)
         return train, held, vocab, codec
-    try: utts, skips = load_folder(tcfg.data, codec, progress=progress)
+    try:
+        from mambatts_nb.align import align_folder
+        align_folder(tcfg.data, codec, progress=progress)                     # prepared and aligned once (real recordings have no durations)
+        utts, skips = load_folder(tcfg.data, codec, progress=progress)
     except FileNotFoundError as e:
         raise FileNotFoundError(f"data must be one of {', '.join(DATA_PROTOCOLS)} or a corpus folder "
                                 f"([layout:]folder, layouts {', '.join(LAYOUTS)}); {tcfg.data!r} is neither") from e
     if skips and progress: print(f'{tcfg.data}: {len(utts)} utterances kept, {len(skips)} skipped {skip_summary(skips)}')
     vocab = Vocab.build([vocab.itos[2:], *(u.phonemes for u in utts)])         # the data's phonemes and the corpus's
-    if any(u.durations is None for u in utts):                                 # real recordings: learn the durations once
-        from mambatts_nb.align import align_folder
-        align_folder(tcfg.data, codec, progress=progress)
-        utts, _ = load_folder(tcfg.data, codec, progress=progress)
     require_durations(utts, tcfg.data)
     n_held = min(tcfg.heldout, len(utts) // 10)                              # a folder: up to 10% held out
     return (*split(utts, n_held), vocab, codec) if n_held else (utts, [], vocab, codec)
