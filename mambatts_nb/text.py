@@ -4,7 +4,7 @@
 
 # %% ../nbs/02_text.ipynb #62cc44a5
 from __future__ import annotations
-import ctypes, re, threading, unicodedata
+import ctypes, os, pickle, re, subprocess, sys, threading, unicodedata
 from dataclasses import dataclass
 import numpy as np
 import espeakng_loader
@@ -12,8 +12,8 @@ from num2words import num2words
 
 # %% auto #0
 __all__ = ['MONTHS', 'ABBREVIATIONS', 'UNITS', 'ROMAN', 'POLISH_LETTERS', 'LETTERS', 'PUNCTUATION', 'ACCEPTED', 'PAUSE',
-           'DEFAULT_RATE', 'plural_form', 'ordinal', 'roman_value', 'expand_written', 'normalise', 'Espeak', 'Speech',
-           'speak', 'phonemize', 'Vocab']
+           'DEFAULT_RATE', 'plural_form', 'ordinal', 'roman_value', 'expand_written', 'normalise', 'Espeak',
+           'EspeakProcess', 'Speech', 'speak', 'phonemize', 'Vocab']
 
 # %% ../nbs/02_text.ipynb #0a8b5f0d
 MONTHS = ('stycznia', 'lutego', 'marca', 'kwietnia', 'maja', 'czerwca', 'lipca', 'sierpnia', 'września', 'października',
@@ -156,10 +156,7 @@ PAUSE = '_'
 _RATE, DEFAULT_RATE = 1, 175            # espeak_SetParameter's espeakRATE; espeak-ng's normal rate, words per minute
 
 class Espeak:
-    "The Polish espeak-ng voice (one per process: the C library holds global state)."
-    _lock = threading.Lock()
-    _instance = None
-
+    "The Polish espeak-ng voice through the C library (one per process: it holds global state). `EspeakProcess` runs it."
     def __init__(self, voice='pl'):
         lib = ctypes.cdll.LoadLibrary(espeakng_loader.get_library_path())
         lib.espeak_Synth.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_uint, ctypes.c_int, ctypes.c_uint,
@@ -171,13 +168,6 @@ class Espeak:
         self._set(voice, DEFAULT_RATE)
         self._cb = _CALLBACK(self._on_audio)      # keep a reference: the C library calls it
         lib.espeak_SetSynthCallback(self._cb)
-
-    @classmethod
-    def get(cls):
-        "The process-wide instance."
-        with cls._lock:
-            if cls._instance is None: cls._instance = cls()
-            return cls._instance
 
     def _on_audio(self, wav, n, events):
         if n > 0: self._chunks.append(np.ctypeslib.as_array(wav, shape=(n,)).copy())
@@ -200,14 +190,64 @@ class Espeak:
 
     def synth(self, text: str, voice: str = 'pl', rate: int = None):
         "Speak `text` with `voice` at `rate` words/min: int16 audio at `sample_rate` and a list of (start sample, IPA phoneme or '')."
+        self._set(voice, rate or DEFAULT_RATE)
+        self._chunks, self._events = [], []
+        data = text.encode('utf-8')
+        if self.lib.espeak_Synth(data, len(data) + 1, 0, 0, 0, _CHARS_UTF8, None, None) != 0:
+            raise RuntimeError(f'espeak-ng could not speak {text!r}')
+        audio = np.concatenate(self._chunks) if self._chunks else np.zeros(0, np.int16)
+        return audio, list(self._events)
+
+# %% ../nbs/02_text.ipynb #0a4da18a
+def _serve():
+    "The child's loop: one `Espeak`, answering pickled (text, voice, rate) on stdin with ('ok', result) or ('error', exception)."
+    out = os.fdopen(os.dup(1), 'wb'); os.dup2(2, 1)       # the protocol owns the real stdout; stray C output goes to stderr
+    def send(kind, value): pickle.dump((kind, value), out); out.flush()
+    try: es = Espeak()
+    except Exception as e: return send('error', e)
+    send('ok', es.sample_rate)
+    while True:
+        try: text, voice, rate = pickle.load(sys.stdin.buffer)
+        except EOFError: return                              # the parent closed the pipe or died
+        try: send('ok', es.synth(text, voice, rate))
+        except Exception as e: send('error', e)
+
+class EspeakProcess:
+    "`Espeak` in a child process: same `synth` and `sample_rate`; a crashed child is restarted and the text spoken again."
+    _lock = threading.Lock()
+    _instance = None
+
+    def __init__(self): self._start()
+
+    def _start(self):
+        self._proc = subprocess.Popen([sys.executable, '-c', 'from mambatts_nb.text import _serve; _serve()'],
+                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        self.pid, self._owner = self._proc.pid, os.getpid()
+        self.sample_rate = self._answer()
+
+    def _answer(self):
+        kind, value = pickle.load(self._proc.stdout)
+        if kind == 'error': raise value
+        return value
+
+    @classmethod
+    def get(cls):
+        "The process-wide instance (a new one in a forked child: a pipe must not be shared)."
+        with cls._lock:
+            if cls._instance is None or cls._instance._owner != os.getpid(): cls._instance = cls()
+            return cls._instance
+
+    def synth(self, text: str, voice: str = 'pl', rate: int = None):
+        "`Espeak.synth` in the child; one retry in a fresh child if it died."
         with self._lock:
-            self._set(voice, rate or DEFAULT_RATE)
-            self._chunks, self._events = [], []
-            data = text.encode('utf-8')
-            if self.lib.espeak_Synth(data, len(data) + 1, 0, 0, 0, _CHARS_UTF8, None, None) != 0:
-                raise RuntimeError(f'espeak-ng could not speak {text!r}')
-            audio = np.concatenate(self._chunks) if self._chunks else np.zeros(0, np.int16)
-            return audio, list(self._events)
+            for attempt in range(2):
+                try:
+                    pickle.dump((text, voice, rate), self._proc.stdin); self._proc.stdin.flush()
+                    return self._answer()
+                except (EOFError, OSError, pickle.UnpicklingError):   # the child died: a crash in the C library
+                    code = self._proc.wait()
+                    self._start()
+            raise RuntimeError(f'espeak-ng crashed twice speaking {text!r} (exit code {code}); this text cannot be spoken')
 
 # %% ../nbs/02_text.ipynb #0ae2c407
 @dataclass
@@ -233,7 +273,7 @@ def _tokens(events, n_samples):
 def speak(text: str, voice: str = 'pl', rate: int = None) -> Speech:
     "Normalise `text`, speak it with espeak-ng's Polish `voice` (a variant: 'pl+f2') at `rate` words/min (175), and return audio with exact phoneme starts."
     t = normalise(text)
-    es = Espeak.get()
+    es = EspeakProcess.get()
     audio, events = es.synth(t, voice, rate)
     phonemes, starts = _tokens(events, len(audio))
     return Speech(t, phonemes, starts, audio.astype(np.float32) / 32768, es.sample_rate)
