@@ -17,7 +17,7 @@ ARCHS = ('pure', 'hybrid', 'transformer')
 KERNEL_PAIRS = {'small': (3, 5), 'medium': (5, 7), 'large': (7, 9), 'multi': (3, 9), 'xlarge': (9, 11)}
 BACKENDS = ('auto', 'scan', 'fused', 'triton', 'step', 'mamba_ssm')
 TEXT_DIRECTIONS, STYLE_DIRECTIONS, BIDIR_COMBINES = ('forward', 'bidirectional'), ('backward', 'bidirectional'), ('sum', 'concat')
-DATA_PROTOCOLS = ('fragment', 'corpus')
+DATA_PROTOCOLS = ('fragment', 'corpus', 'corpus-multi')
 DURATION_SOURCES = ('exact', 'learned')
 DEVICES = ('auto', 'cpu', 'cuda')
 
@@ -55,6 +55,7 @@ class ModelConfig:
     n_codebooks: int = 8
     codebook_size: int = 1024
     vocab_size: int = 0                # set from the phoneme vocabulary
+    speakers: tuple = ()               # speaker names, set from the data: () = one speaker, no speaker embedding
     backend: str = 'auto'              # selective scan: auto | scan | fused | triton | step | mamba_ssm
     text_direction: str = 'forward'    # forward | bidirectional (Mamba archs)
     style_direction: str = 'backward'  # backward | bidirectional (Mamba archs)
@@ -64,8 +65,11 @@ class ModelConfig:
     def __post_init__(self):
         if isinstance(self.kernels, str): self.kernels = KERNEL_PAIRS.get(self.kernels, self.kernels)
         if isinstance(self.kernels, list): self.kernels = tuple(self.kernels)
+        if isinstance(self.speakers, list): self.speakers = tuple(self.speakers)
         self.validate()
 
+    @property
+    def n_speakers(self): return len(self.speakers)
     @property
     def d_inner(self): return int(self.expand * self.d_model)
     @property
@@ -82,6 +86,9 @@ class ModelConfig:
                   'n_codebooks','codebook_size','dur_hidden'):
             check_positive(k, getattr(self, k))
         if self.embed_dim is not None: check_positive('embed_dim', self.embed_dim)
+        if not (isinstance(self.speakers, tuple) and all(isinstance(s, str) for s in self.speakers)
+                and len(set(self.speakers)) == len(self.speakers) != 1):
+            raise ValueError(f"speakers must be () (one speaker) or at least 2 distinct names, got {self.speakers!r}")
         check_positive('expand', self.expand, integer=False)
         if not (isinstance(self.kernels, tuple) and len(self.kernels) == 2
                 and all(isinstance(k, int) and k > 0 and k % 2 == 1 for k in self.kernels)):
@@ -101,7 +108,7 @@ class TrainConfig:
     batch_size: int = 1
     grad_clip: float = 1.0
     seed: int = 0
-    data: str = 'fragment'             # fragment | corpus | a corpus folder, [layout:]<folder> (see corpora)
+    data: str = 'fragment'             # fragment | corpus | corpus-multi | a corpus folder, [layout:]<folder> (see corpora)
     fragment: int = 0                  # index of the corpus utterance used by the fragment protocol
     heldout: int = 20                  # held-out utterances for the corpus protocol
     eval_every: int = 50

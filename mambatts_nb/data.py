@@ -16,15 +16,17 @@ from .codec import Codec, load_codec, SAMPLE_RATE, N_CODEBOOKS
 from .runs import cache_dir, atomic_save
 
 # %% auto #0
-__all__ = ['CACHE_VERSION', 'TEST_PROMPTS', 'corpus_sentences', 'frame_durations', 'to_24k', 'Utterance', 'synth_utterance',
-           'split', 'calibration_sentences', 'default_codec', 'load_corpus', 'corpus_vocab', 'require_durations',
-           'Batch', 'collate']
+__all__ = ['CACHE_VERSION', 'TEST_PROMPTS', 'CORPUS_SPEAKERS', 'corpus_sentences', 'frame_durations', 'to_24k', 'Utterance',
+           'synth_utterance', 'split', 'calibration_sentences', 'default_codec', 'load_corpus', 'corpus_vocab',
+           'require_durations', 'Batch', 'speaker_ids', 'collate', 'run_speakers']
 
 # %% ../nbs/04_data.ipynb #f4a07f2f
 CACHE_VERSION = 2           # 2: the text front end reads times, years, dates, units, abbreviations and Roman numerals
 TEST_PROMPTS = ('lud aczoli, dwa miliony dusz, nie licząc mieszkańców',
                 'ratunkiem i więzieniem. Żołnierze zapowiedzieli',
                 'zaklęcia, które miały te wioski wskrzesić')
+
+CORPUS_SPEAKERS = {'pl@175': ('pl', 175), 'pl+f2@150': ('pl+f2', 150), 'pl+m1@220': ('pl+m1', 220)}   # name: (voice, rate)
 
 def corpus_sentences() -> list:
     "The embedded Polish sentences."
@@ -59,15 +61,16 @@ class Utterance:
     @property
     def n_frames(self): return self.codes.shape[1]
 
-def synth_utterance(text: str, codec: Codec, uid: str = '') -> Utterance:
-    "Speak `text` with espeak-ng, encode it, and derive exact frame durations (cached by text and codec)."
-    path = cache_dir()/'tokens'/f'{_sha(CACHE_VERSION, codec.key, text)}.pt'
+def synth_utterance(text: str, codec: Codec, uid: str = '', voice: str = 'pl', rate: int|None = None, speaker: str = '') -> Utterance:
+    "Speak `text` with espeak-ng's `voice` at `rate`, encode it, and derive exact frame durations (cached by text, voice and codec)."
+    key = (CACHE_VERSION, codec.key, text) + (() if (voice, rate) == ('pl', None) else (voice, rate))
+    path = cache_dir()/'tokens'/f'{_sha(*key)}.pt'
     if path.exists():
-        try: return Utterance(**torch.load(path, weights_only=True))
+        try: return Utterance(**{**torch.load(path, weights_only=True), 'id': uid or _sha(text), 'speaker': speaker})
         except Exception: path.unlink()                     # a corrupt cache entry is rebuilt
-    sp = speak(text)
+    sp = speak(text, voice, rate)
     codes = codec.encode(to_24k(sp.audio, sp.sample_rate))
-    u = Utterance(uid or _sha(text), sp.text, sp.phonemes, codes, frame_durations(sp.starts, len(sp.audio), codes.shape[1]))
+    u = Utterance(uid or _sha(text), sp.text, sp.phonemes, codes, frame_durations(sp.starts, len(sp.audio), codes.shape[1]), speaker)
     atomic_save(vars(u), path)
     return u
 
@@ -93,14 +96,19 @@ def default_codec(mode: str|None = None):
     calib = lambda: [to_24k(s.audio, s.sample_rate) for s in map(speak, tqdm(texts, desc='codec calibration audio'))]
     return load_codec(mode, calibration=calib, calibration_key=_sha(*texts))
 
-def load_corpus(indices=None, codec: Codec|None = None, progress: bool = True) -> list:
-    "Utterances of the embedded corpus (all, or those at `indices`), synthesised and encoded on first use."
+def load_corpus(indices=None, codec: Codec|None = None, progress: bool = True, multi: bool = False) -> list:
+    """Utterances of the embedded corpus (all, or those at `indices`), synthesised and encoded on first use. With
+    `multi`, sentence i is spoken by speaker i mod 3 of `CORPUS_SPEAKERS` (the `corpus-multi` protocol)."""
     sents = corpus_sentences()
     indices = range(len(sents)) if indices is None else list(indices)
     bad = [i for i in indices if not 0 <= i < len(sents)]
     if bad: raise ValueError(f'Corpus index {bad[0]} out of range; accepted: 0..{len(sents)-1}')
     codec = codec or default_codec()
-    return [synth_utterance(sents[i], codec, f'pl{i:04d}') for i in tqdm(indices, desc='corpus', disable=not progress)]
+    def one(i):
+        if not multi: return synth_utterance(sents[i], codec, f'pl{i:04d}')
+        name, (voice, rate) = list(CORPUS_SPEAKERS.items())[i % len(CORPUS_SPEAKERS)]
+        return synth_utterance(sents[i], codec, f'pl{i:04d}-{name}', voice, rate, name)
+    return [one(i) for i in tqdm(indices, desc='corpus', disable=not progress)]
 
 # %% ../nbs/04_data.ipynb #d2dbe5b2
 def corpus_vocab() -> Vocab:
@@ -129,10 +137,18 @@ class Batch:
     durations: torch.Tensor
     codes: torch.Tensor
     frame_mask: torch.Tensor
+    speakers: torch.Tensor          # (B,) index into the run's speaker list (0 where the run has none)
     def to(self, device): return Batch(*(t.to(device) for t in vars(self).values()))
 
-def collate(utts, vocab: Vocab) -> Batch:
-    "Pad a list of `Utterance`s into a `Batch`."
+def speaker_ids(utts, speakers: list|None) -> torch.Tensor:
+    "(B,) index of each utterance's speaker in `speakers`; zeros when `speakers` is None (a single-speaker run)."
+    if not speakers: return torch.zeros(len(utts), dtype=torch.long)
+    unknown = sorted({u.speaker for u in utts} - set(speakers))
+    if unknown: raise ValueError(f'speaker(s) {unknown} are not among the run\'s speakers {speakers}')
+    return torch.tensor([speakers.index(u.speaker) for u in utts])
+
+def collate(utts, vocab: Vocab, speakers: list|None = None) -> Batch:
+    "Pad a list of `Utterance`s into a `Batch`; `speakers` is the run's speaker list (see `run_speakers`)."
     require_durations(utts, 'collate')
     B, P, T = len(utts), max(len(u.phonemes) for u in utts), max(u.n_frames for u in utts)
     ph, dur = torch.zeros(B, P, dtype=torch.long), torch.zeros(B, P, dtype=torch.long)
@@ -141,5 +157,10 @@ def collate(utts, vocab: Vocab) -> Batch:
         ph[i, :len(u.phonemes)] = torch.tensor(vocab.encode(u.phonemes))
         dur[i, :len(u.phonemes)] = u.durations
         codes[i, :, :u.n_frames] = u.codes; fmask[i, :u.n_frames] = True
-    return Batch(ph, ph != 0, dur, codes, fmask)
+    return Batch(ph, ph != 0, dur, codes, fmask, speaker_ids(utts, speakers))
+
+def run_speakers(utts) -> list|None:
+    "The sorted speaker names of a run's utterances, or None for one speaker (the model then has no speaker embedding)."
+    names = sorted({u.speaker for u in utts})
+    return names if len(names) > 1 else None
 

@@ -104,29 +104,37 @@ def load_run(run_dir, device='cpu'):
     return model.to(device).eval(), Vocab(config['vocab']), config
 
 @torch.no_grad()
-def synthesise(model, vocab, texts, ref: Utterance, speed: float = 1.0) -> list:
-    "For each text: phonemes, predicted durations (P,) and codes (8, T). Style from `ref`'s codes."
+def _speaker(model, speaker, ref: Utterance, dev):
+    "The speaker id to speak with: `speaker` by name, else `ref`'s speaker where the model knows it, else its first."
+    if speaker is None and ref.speaker in model.cfg.speakers: speaker = ref.speaker
+    sp = model.speaker_id(speaker or None)
+    return None if sp is None else sp.to(dev)
+
+def synthesise(model, vocab, texts, ref: Utterance, speed: float = 1.0, speaker: str|None = None) -> list:
+    """For each text: phonemes, predicted durations (P,) and codes (8, T). Style from `ref`'s codes; for a model with
+    speakers the voice of `speaker` (default: `ref`'s speaker if the model knows it, else its first)."""
     dev = next(model.parameters()).device
-    out = []
+    sp, out = _speaker(model, speaker, ref, dev), []
     for text in ([texts] if isinstance(texts, str) else texts):
         ph = phonemize(text)
         ids = torch.tensor([vocab.encode(ph, strict=True)], device=dev)
-        codes, dur, fm = model.generate(ids, ids != 0, ref.codes[None].to(dev), torch.ones(1, ref.n_frames, dtype=torch.bool, device=dev), speed)
+        codes, dur, fm = model.generate(ids, ids != 0, ref.codes[None].to(dev), torch.ones(1, ref.n_frames, dtype=torch.bool, device=dev), speed, sp)
         out.append(dict(text=text, phonemes=ph, durations=dur[0].cpu(), codes=codes[0, :, :int(fm.sum())].cpu()))
     return out
 
-def write_samples(run_dir, model, vocab, codec, ref: Utterance, texts=TEST_PROMPTS, speed: float = 1.0) -> list:
-    "Write samples/*.wav (reference decoded, reference text generated, each prompt) and samples.json with measures."
+def write_samples(run_dir, model, vocab, codec, ref: Utterance, texts=TEST_PROMPTS, speed: float = 1.0, speaker: str|None = None) -> list:
+    "Write samples/*.wav (reference decoded, reference text generated, each prompt; in `speaker`'s voice) and samples.json with measures."
     d = Path(run_dir)/'samples'; d.mkdir(parents=True, exist_ok=True)
     items = [('reference_codec', ref.text, ref.codes, None)]
-    gen = synthesise(model, vocab, [ref.text, *texts], ref, speed)
+    gen, voice = synthesise(model, vocab, [ref.text, *texts], ref, speed, speaker), _speaker(model, speaker, ref, 'cpu')
     items += [(f'reference_generated', g['text'], g['codes'], g) for g in gen[:1]]
     items += [(f'prompt_{i+1}', g['text'], g['codes'], g) for i, g in enumerate(gen[1:])]
     records = []
     for name, text, codes, g in items:
         wav = codec.decode(codes).clamp(-1, 1).numpy()
         sf.write(d/f'{name}.wav', wav, SAMPLE_RATE)
-        rec = dict(name=name, file=f'samples/{name}.wav', text=text, seconds=len(wav) / SAMPLE_RATE, codec=codec.label)
+        rec = dict(name=name, file=f'samples/{name}.wav', text=text, seconds=len(wav) / SAMPLE_RATE, codec=codec.label,
+                   speaker=model.cfg.speakers[int(voice)] if voice is not None else None)
         if g is not None and name.startswith('reference'):
             rec['duration_error_frames'] = (g['durations'] - ref.durations).abs().float().mean().item()
             rec.update(audio_measures(torch.from_numpy(wav), codec.decode(ref.codes).clamp(-1, 1)))
@@ -136,11 +144,11 @@ def write_samples(run_dir, model, vocab, codec, ref: Utterance, texts=TEST_PROMP
 
 # %% ../nbs/10_generate.ipynb #05cfa931
 @torch.no_grad()
-def stream_audio(model, vocab, codec, text: str, ref: Utterance, speed: float = 1.0, chunk: int = 50):
-    "Yield (codes (8, t), audio (t·320,)) chunk by chunk for `text`."
+def stream_audio(model, vocab, codec, text: str, ref: Utterance, speed: float = 1.0, chunk: int = 50, speaker: str|None = None):
+    "Yield (codes (8, t), audio (t·320,)) chunk by chunk for `text` (voice as in `synthesise`)."
     dev = next(model.parameters()).device
     ids = torch.tensor([vocab.encode(phonemize(text), strict=True)], device=dev)
-    for codes in model.generate_stream(ids, ref.codes[None].to(dev), speed, chunk):
+    for codes in model.generate_stream(ids, ref.codes[None].to(dev), speed, chunk, _speaker(model, speaker, ref, dev)):
         yield codes[0].cpu(), codec.decode_chunk(codes[0].cpu())
 
 def measure_streaming(model, vocab, codec, text: str, ref: Utterance, chunk: int = 50) -> dict:
@@ -153,14 +161,15 @@ def measure_streaming(model, vocab, codec, text: str, ref: Utterance, chunk: int
     return dict(time_to_first_audio_s=first, rtf=total / (n / SAMPLE_RATE), audio_s=n / SAMPLE_RATE, chunk_frames=chunk)
 
 # %% ../nbs/10_generate.ipynb #5fd02caf
-def synthesise_to_wav(run, text: str, out=None, speed: float = 1.0, chunk: int = 0, ref: int = 0):
-    "Speak `text` with the run in `run` (style of corpus utterance `ref`; streamed when `chunk` > 0) into a 24 kHz WAV. Returns the path and the codec."
+def synthesise_to_wav(run, text: str, out=None, speed: float = 1.0, chunk: int = 0, ref: int = 0, speaker: str|None = None):
+    """Speak `text` with the run in `run` (style of corpus utterance `ref`, voice of `speaker` for a multi-speaker run;
+    streamed when `chunk` > 0) into a 24 kHz WAV. Returns the path and the codec."""
     from mambatts_nb.data import load_corpus, default_codec
     model, vocab, config = load_run(run)
     codec, reference = default_codec(), load_corpus([ref], progress=False)[0]
     if config['codec_key'] != codec.key: print(f"warning: run trained with codec {config['codec_key']}, decoding with {codec.key}")
-    if chunk: audio = torch.cat([a for _, a in stream_audio(model, vocab, codec, text, reference, speed, chunk)])
-    else: audio = codec.decode(synthesise(model, vocab, text, reference, speed)[0]['codes'])
+    if chunk: audio = torch.cat([a for _, a in stream_audio(model, vocab, codec, text, reference, speed, chunk, speaker)])
+    else: audio = codec.decode(synthesise(model, vocab, text, reference, speed, speaker)[0]['codes'])
     out = Path(out or Path(run)/'samples'/'generated.wav'); out.parent.mkdir(parents=True, exist_ok=True)
     sf.write(out, audio.clamp(-1, 1).numpy(), SAMPLE_RATE)
     return out, codec
@@ -174,9 +183,10 @@ def generate_cli(text: str,                 # Polish text to speak
                  out: str = None,           # WAV path (default: <run>/samples/generated.wav)
                  speed: float = 1.0,        # >1 speaks faster
                  chunk: int = 0,            # frames per streamed chunk; 0 = one pass
-                 ref: int = 0):             # corpus utterance giving the style
+                 ref: int = 0,              # corpus utterance giving the style
+                 speaker: str = None):      # a multi-speaker run's speaker (see its config.json model.speakers)
     "Synthesise `text` with a trained run and write a 24 kHz WAV."
     if not run: raise ValueError('--run is required: a run directory such as outputs/train/tiny-fragment-s0')
-    out, codec = synthesise_to_wav(run, text, out, speed, chunk, ref)
+    out, codec = synthesise_to_wav(run, text, out, speed, chunk, ref, speaker)
     print(f'{out} ({sf.info(out).duration:.2f} s) — {codec.label}')
     return out

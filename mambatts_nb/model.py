@@ -109,19 +109,37 @@ class TTSModel(nn.Module):
         self.text, self.duration = TextEncoder(cfg), DurationRegulator(cfg)
         self.style, self.audio = StyleExtractor(cfg), AudioProcessor(cfg)
         self.heads = nn.ModuleList(nn.Linear(cfg.d_model, cfg.codebook_size) for _ in range(cfg.n_codebooks))
+        self.speaker = nn.Embedding(cfg.n_speakers, cfg.d_model) if cfg.n_speakers else None
 
-    def forward(self, phonemes, phoneme_mask, durations, ref_codes, ref_mask):
+    def encode_text(self, phonemes, phoneme_mask, speakers=None):
+        "Phoneme encodings (b, p, d), plus each row's speaker embedding when the model has speakers (`speakers` (b,) ids)."
+        h = self.text(phonemes, phoneme_mask)
+        if self.speaker is None: return h
+        if speakers is None: raise ValueError(f'this model has {self.cfg.n_speakers} speakers: pass speakers, (b,) speaker ids')
+        return h + self.speaker(speakers)[:, None]
+
+    def speaker_id(self, name: str|None) -> torch.Tensor|None:
+        "(1,) id of speaker `name` (None: the first), or None for a one-speaker model; a clear error for a name it does not know."
+        names = self.cfg.speakers
+        if not names:
+            if name: raise ValueError(f'this model was trained on one speaker; it cannot speak as {name!r}')
+            return None
+        if name is None: return torch.tensor([0])
+        if name not in names: raise ValueError(f'speaker {name!r} is not one of this model\'s speakers: {", ".join(names)}')
+        return torch.tensor([names.index(name)])
+
+    def forward(self, phonemes, phoneme_mask, durations, ref_codes, ref_mask, speakers=None):
         "Teacher-forced durations. Returns logits (b, 8, t, V), log-durations (b, p), frame_mask (b, t)."
-        h = self.text(phonemes, phoneme_mask)                                  # (b, p, d)
+        h = self.encode_text(phonemes, phoneme_mask, speakers)                 # (b, p, d)
         log_dur = self.duration(h, phoneme_mask)                               # (b, p)
         frames, fmask = self.duration.regulate(h, durations * phoneme_mask)    # (b, t, d)
         x = self.audio(frames, self.style(ref_codes, ref_mask), fmask)
         return torch.stack([head(x) for head in self.heads], 1), log_dur, fmask
 
     @torch.no_grad()
-    def generate(self, phonemes, phoneme_mask, ref_codes, ref_mask, speed: float = 1.0):
+    def generate(self, phonemes, phoneme_mask, ref_codes, ref_mask, speed: float = 1.0, speakers=None):
         "Predicted durations → codes (b, 8, t), durations (b, p), frame_mask (b, t)."
-        h = self.text(phonemes, phoneme_mask)
+        h = self.encode_text(phonemes, phoneme_mask, speakers)
         dur = self.duration.frames(self.duration(h, phoneme_mask), phoneme_mask, speed)
         frames, fmask = self.duration.regulate(h, dur)
         x = self.audio(frames, self.style(ref_codes, ref_mask), fmask)
@@ -129,11 +147,11 @@ class TTSModel(nn.Module):
         return codes * fmask[:, None], dur, fmask
 
     @torch.no_grad()
-    def generate_stream(self, phonemes, ref_codes, speed: float = 1.0, chunk: int = 50):
+    def generate_stream(self, phonemes, ref_codes, speed: float = 1.0, chunk: int = 50, speakers=None):
         """Streaming synthesis of one unpadded utterance: yields codes (1, 8, ≤chunk) chunk by chunk, the audio
         processor carrying its SSM and conv states; the chunks join to exactly `generate`'s codes."""
         pm, rm = torch.ones_like(phonemes, dtype=torch.bool), torch.ones(ref_codes.shape[0], ref_codes.shape[-1], dtype=torch.bool, device=ref_codes.device)
-        h = self.text(phonemes, pm)
+        h = self.encode_text(phonemes, pm, speakers)
         frames, _ = self.duration.regulate(h, self.duration.frames(self.duration(h, pm), pm, speed))
         x, states = frames + self.style(ref_codes, rm)[:, None], None
         for t in range(0, x.shape[1], chunk):

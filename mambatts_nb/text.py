@@ -221,7 +221,7 @@ class EspeakProcess:
 
     def _start(self):
         self._proc = subprocess.Popen([sys.executable, '-c', 'from mambatts_nb.text import _serve; _serve()'],
-                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, start_new_session=True)  # Ctrl-C is the parent's
         self.pid, self._owner = self._proc.pid, os.getpid()
         self.sample_rate = self._answer()
 

@@ -15,7 +15,7 @@ from .config import ModelConfig, TrainConfig, DATA_PROTOCOLS
 from .codec import N_CODEBOOKS, log_mel_distance
 from .runs import (atomic_save, atomic_write, write_csv, write_json, read_json, read_summary, is_finished, run_lock,
                               resolve_run_config, outputs_dir)
-from .data import default_codec, corpus_vocab, load_corpus, require_durations, split, collate, corpus_sentences
+from .data import default_codec, corpus_vocab, load_corpus, require_durations, split, collate, corpus_sentences, run_speakers
 from .corpora import LAYOUTS, load_folder, skip_summary
 from .text import Vocab
 from .model import TTSModel
@@ -41,6 +41,10 @@ def resolve_device(name: str = 'auto') -> torch.device:
 def prepare_data(tcfg: TrainConfig, progress: bool = True):
     "Train and held-out utterances, the vocabulary and the codec for `tcfg.data`."
     codec, vocab = default_codec(), corpus_vocab()
+    if tcfg.data == 'corpus-multi':                                             # three espeak voices: exact durations
+        if tcfg.durations == 'learned': raise ValueError("durations='learned' is measured on the one-voice corpus; corpus-multi has exact durations only")
+        utts = load_corpus(None, codec, progress, multi=True)
+        return (*split(utts, tcfg.heldout), Vocab.build([vocab.itos[2:], *(u.phonemes for u in utts)]), codec)
     if tcfg.data in DATA_PROTOCOLS:
         utts = load_corpus(None if tcfg.data == 'corpus' else [tcfg.fragment], codec, progress)
         if tcfg.durations == 'learned':                                          # the aligner's, learned on all 223 sentences
@@ -73,26 +77,34 @@ def loss_fn(logits, log_dur, batch, dur_weight: float = 1.0):
     dur = F.mse_loss(log_dur[pm].float(), torch.log1p(batch.durations[pm].float()))
     return tok + dur_weight * dur, tok, dur
 
-def _forward(model, b): return model(b.phonemes, b.phoneme_mask, b.durations, b.codes, b.frame_mask)
+def _forward(model, b): return model(b.phonemes, b.phoneme_mask, b.durations, b.codes, b.frame_mask, b.speakers)
 
 @torch.no_grad()
 def evaluate(model, utts, vocab, device, batch_size=8) -> dict:
-    "Teacher-forced accuracy (all codebooks and each), cross-entropy per codebook (nats) and duration accuracy on `utts`."
+    """Teacher-forced accuracy (all codebooks and each), cross-entropy per codebook (nats) and duration accuracy on `utts`;
+    for a model with speakers also the accuracy of each speaker's utterances (`heldout_acc_by_speaker`)."""
     model.eval()
     hits, ce, n, dhits, dn = torch.zeros(N_CODEBOOKS), torch.zeros(N_CODEBOOKS), 0, 0.0, 0
+    by_speaker = {}                                                                           # name: [hits, frames × 8]
     for i in range(0, len(utts), batch_size):
-        b = collate(utts[i:i+batch_size], vocab).to(device)
+        b = collate(utts[i:i+batch_size], vocab, model.cfg.speakers).to(device)
         logits, log_dur, _ = _forward(model, b)
         m = b.frame_mask
         valid, codes = logits.transpose(1, 2)[m].float(), b.codes.transpose(1, 2)[m]          # (frames, 8, V), (frames, 8)
-        hits += (valid.argmax(-1) == codes).sum(0).cpu()
+        right = valid.argmax(-1) == codes
+        hits += right.sum(0).cpu()
+        if model.cfg.speakers:
+            row = torch.arange(m.shape[0], device=m.device)[:, None].expand_as(m)[m]            # the batch row of each frame
+            for r, u in enumerate(utts[i:i+batch_size]):
+                h = by_speaker.setdefault(u.speaker, [0, 0]); h[0] += int(right[row == r].sum()); h[1] += int((row == r).sum()) * N_CODEBOOKS
         ce += F.cross_entropy(valid.transpose(1, 2), codes, reduction='none').sum(0).cpu()
         n += int(m.sum())
         pm = b.phoneme_mask.sum().item()
         dhits += duration_accuracy(log_dur, b.durations, b.phoneme_mask) * pm; dn += pm
     model.train()
     return dict(heldout_acc=(hits.sum() / (n * N_CODEBOOKS)).item(), heldout_acc_cb=(hits / n).tolist(),
-                heldout_ce=(ce / n).mean().item(), heldout_ce_cb=(ce / n).tolist(), heldout_dur_acc=dhits / dn)
+                heldout_ce=(ce / n).mean().item(), heldout_ce_cb=(ce / n).tolist(), heldout_dur_acc=dhits / dn,
+                **({'heldout_acc_by_speaker': {k: h / t for k, (h, t) in sorted(by_speaker.items())}} if by_speaker else {}))
 
 @torch.no_grad()
 def heldout_audio(model, held, train, vocab, codec, device, n: int = 4) -> dict:
@@ -104,7 +116,7 @@ def heldout_audio(model, held, train, vocab, codec, device, n: int = 4) -> dict:
     model.eval()
     d = dict(generated=[], majority=[])
     for u in held[:n]:
-        codes = _forward(model, collate([u], vocab).to(device))[0][0].argmax(-1).cpu()      # (8, t)
+        codes = _forward(model, collate([u], vocab, model.cfg.speakers).to(device))[0][0].argmax(-1).cpu()      # (8, t)
         truth = codec.decode(u.codes)
         d['generated'].append(log_mel_distance(codec.decode(codes), truth))
         d['majority'].append(log_mel_distance(codec.decode(majority[:, None].expand_as(u.codes)), truth))
@@ -169,7 +181,7 @@ def _check_same_run(run_dir, mcfg, tcfg):
     "Refuse to resume or skip a run directory that holds a different configuration."
     old = read_json(run_dir/'config.json')
     if old is None: return
-    key = lambda m, t: ({k: v for k, v in m.items() if k != 'vocab_size'}, {k: v for k, v in t.items() if k not in RESUMABLE})
+    key = lambda m, t: ({k: v for k, v in m.items() if k not in ('vocab_size', 'speakers')}, {k: v for k, v in t.items() if k not in RESUMABLE})
     if key(old['model'], old['train']) != key(*json.loads(json.dumps([asdict(mcfg), asdict(tcfg)]))):
         raise ValueError(f'{run_dir} holds a run with a different configuration; choose another run name or delete it')
 
@@ -177,7 +189,7 @@ def setup(mcfg: ModelConfig, tcfg: TrainConfig, run_dir, preset: str = '', group
     "Data, model, optimiser and sampler of a fresh run; writes config.json (with the guessing baselines)."
     device = resolve_device(tcfg.device)
     train_utts, held, vocab, codec = prepare_data(tcfg, progress)
-    mcfg = ModelConfig(**{**asdict(mcfg), 'vocab_size': len(vocab)})
+    mcfg = ModelConfig(**{**asdict(mcfg), 'vocab_size': len(vocab), 'speakers': tuple(run_speakers(train_utts) or ())})
     base = code_baselines([u.codes for u in train_utts], [u.codes for u in (held or train_utts)])
     config = dict(preset=preset, group=group or run_dir.name, model=asdict(mcfg), train=asdict(tcfg),
                   backend=resolve_backend(mcfg.backend, device), device=str(device), codec=codec.label, codec_key=codec.key,
@@ -226,7 +238,7 @@ def train_steps(s: Session, tcfg: TrainConfig, progress: bool = True):
         bar = tqdm(range(first, tcfg.steps + 1), initial=s.step, total=tcfg.steps, desc=s.run_dir.name, disable=not progress)
         for step in bar:
             def one_step():
-                b = collate(_sample(s.train_utts, tcfg.batch_size, s.sampler), s.vocab).to(s.device)
+                b = collate(_sample(s.train_utts, tcfg.batch_size, s.sampler), s.vocab, s.model.cfg.speakers).to(s.device)
                 with timer('fwd'), torch.autocast(s.device.type, torch.bfloat16, enabled=amp):
                     logits, log_dur, _ = _forward(s.model, b)
                     loss, tok, dur = loss_fn(logits, log_dur, b, tcfg.dur_weight)
@@ -293,13 +305,18 @@ def finish(s: Session) -> dict:
     last, config = rows[-1], s.config
     ev = {} if not s.held else s.heldout if s.heldout else evaluate(s.model, s.held, s.vocab, s.device)   # the last step's, once
     base = config['baselines']
+    if 'heldout_acc_by_speaker' in ev:                                           # each speaker's accuracy beside its own floor
+        major = majority_codes(u.codes for u in s.train_utts)[:, None]
+        floor = lambda us: float(sum(int((u.codes == major).sum()) for u in us) / sum(u.codes.numel() for u in us))
+        ev['heldout_by_speaker'] = {k: dict(acc=a, majority_acc=floor([u for u in s.held if u.speaker == k]))
+                                    for k, a in ev['heldout_acc_by_speaker'].items()}
     audio = heldout_audio(s.model, s.held, s.train_utts, s.vocab, s.codec, s.device) if s.held else None
     summary = dict(finished=True, steps=int(last['step']), wall_s=float(last['wall_s']), final_acc=float(last['acc']),
                    peak_acc=max(col('acc')), final_dur_acc=float(last['dur_acc']), final_top10=float(last['top10']),
                    acc_cb=[float(last[f'acc_cb{k}']) for k in range(N_CODEBOOKS)],
                    heldout_acc=ev.get('heldout_acc'), peak_heldout_acc=max(col('heldout_acc'), default=None),
                    heldout_acc_cb=ev.get('heldout_acc_cb'), heldout_ce=ev.get('heldout_ce'), heldout_ce_cb=ev.get('heldout_ce_cb'),
-                   heldout_dur_acc=ev.get('heldout_dur_acc'), baselines=base,
+                   heldout_dur_acc=ev.get('heldout_dur_acc'), heldout_by_speaker=ev.get('heldout_by_speaker'), baselines=base,
                    nats_gained=ev and base['unigram_ce'] - ev['heldout_ce'],
                    beats_majority=ev and ev['heldout_acc'] > base['majority_acc'], heldout_audio=audio,
                    step_95=s.milestones.step_of(95), step_99=s.milestones.step_of(99),
@@ -323,7 +340,7 @@ def train_cli(preset: str = 'tiny',     # a named preset (tiny, phase1-*, phase2
               lr: float = 3e-3,         # AdamW learning rate
               batch_size: int = 1,      # utterances per step
               seed: int = 0,            # model init and batch sampling
-              data: str = 'fragment',   # fragment | corpus | a corpus folder: [ljspeech|mailabs|commonvoice|mls:]<folder>
+              data: str = 'fragment',   # fragment | corpus | corpus-multi | a corpus folder: [ljspeech|mailabs|commonvoice|mls:]<folder>
               fragment: int = 0,        # corpus utterance of the fragment protocol
               durations: str = 'exact', # fragment/corpus: exact | learned (the aligner's); folders: always learned
               device: str = 'auto',     # auto | cpu | cuda

@@ -99,12 +99,13 @@ class Dashboard:
         self.curves, self.panels, self.synth_out = W.Output(), W.VBox(), W.Output()
         self.refresh_btn, self.live = W.Button(description='Refresh'), W.Checkbox(description='live (every 5 s)')
         self.text, self.say = W.Text(value='Litwo! Ojczyzno moja!', layout=W.Layout(width='60%')), W.Button(description='Synthesise')
+        self.speaker = W.Dropdown(description='speaker', options=[], layout=W.Layout(width='30%'))   # a multi-speaker run's voices
         self.picker.observe(lambda _: self.refresh(), 'value')
         self.refresh_btn.on_click(lambda _: self.refresh())
         self.say.on_click(lambda _: self.synthesise())
         self.live.observe(lambda ch: ch['new'] and threading.Thread(target=self._live, daemon=True).start(), 'value')
         self.widget = W.VBox([self.picker, W.HBox([self.refresh_btn, self.live]), self.curves, self.panels,
-                              W.HBox([self.text, self.say]), self.synth_out])
+                              W.HBox([self.text, self.speaker, self.say]), self.synth_out])
         self.refresh()
 
     def refresh(self):
@@ -115,6 +116,8 @@ class Dashboard:
         with self.curves:
             if runs: display(self.figure)
         self.panels.children = [run_panel(r) for r in runs]
+        names = read_json(runs[0]/'config.json', {}).get('model', {}).get('speakers') if runs else None
+        self.speaker.options, self.speaker.disabled = (names or ['(one speaker)']), not names
 
     def _live(self):
         stop = threading.Event()
@@ -127,7 +130,8 @@ class Dashboard:
         with self.synth_out:
             if not self.picker.value: print('select a run first'); return None
             run = self.picker.value[0]
-            try: out, codec = synthesise_to_wav(run, self.text.value, Path(run)/'samples'/'dashboard.wav')
+            speaker = self.speaker.value if not self.speaker.disabled else None
+            try: out, codec = synthesise_to_wav(run, self.text.value, Path(run)/'samples'/'dashboard.wav', speaker=speaker)
             except (ValueError, FileNotFoundError) as e: print(e); return None
             display(W.Audio(value=out.read_bytes(), format='wav', autoplay=False))
             note = codec_note(codec.label)
