@@ -113,7 +113,8 @@ def phase_table(runs) -> list:
                          floor_on=ok[0].get('baselines', {}).get('on') if ok else None,
                          heldout_ce=col(lambda s: s.get('heldout_ce')), unigram_ce=col(lambda s: s.get('baselines', {}).get('unigram_ce')),
                          nats_gained=col(lambda s: s.get('nats_gained') or None),
-                         **{f'mel_{k}': col(lambda s, k=k: (s.get('heldout_audio') or {}).get(k)) for k in ('generated', 'majority')},
+                         **{f'mel_{k}': col(lambda s, k=k: (s.get('heldout_audio') or {}).get(k))
+                            for k in ('generated', 'majority', 'mcd_db', 'log_f0_rmse_cents', 'vuv_error')},
                          dur_acc=col(lambda s: 100 * s['final_dur_acc']), wall_95=ci95([_milestone_wall(r) for r in rs]),
                          acc_cb=[ci95([100 * s['acc_cb'][k] for s in ok])[0] for k in range(len(ok[0]['acc_cb']))] if ok else None,
                          errors=[r['failed']['error'][:200] for r in rs if r['failed']]))
@@ -129,7 +130,8 @@ def table_markdown(rows) -> str:
     "The phase table as Markdown; failures listed below it."
     head = ['config', 'seeds', 'params', 'study', 'ms/step fwd', 'bwd', 'total', 'study ms', 'tensor peak MB', 'study MB',
             'step of 95%', 'study', 'peak acc %', 'study', 'final acc %', 'study', 'held-out acc %', 'majority-code floor %',
-            'held-out CE nats', 'unigram CE nats', 'held-out audio: mel dist to truth', 'majority-code audio', 'dur acc %', 'wall s to 95%', 'final acc % per codebook']
+            'held-out CE nats', 'unigram CE nats', 'held-out audio: mel dist to truth', 'majority-code audio', 'held-out MCD dB',
+            'log-F0 RMSE cents', 'V/UV error', 'dur acc %', 'wall s to 95%', 'final acc % per codebook']
     lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
     s = lambda v: '–' if v is None else f'{v:,}' if isinstance(v, int) else f'{v:g}'
     for r in rows:
@@ -139,6 +141,7 @@ def table_markdown(rows) -> str:
             _fmt(*r['tensor_mb'], 0), s(r['study_mb']), _fmt(*r['step_95'], 0), s(r['study_step_95']), _fmt(*r['peak_acc']),
             s(r['study_peak']), _fmt(*r['final_acc']), s(r['study_final']), _fmt(*r['heldout_acc']), floor,
             _fmt(*r['heldout_ce'], 2), _fmt(*r['unigram_ce'], 2), *(_fmt(*r[f'mel_{k}'], 3) for k in ('generated', 'majority')),
+            _fmt(*r['mel_mcd_db'], 1), _fmt(*r['mel_log_f0_rmse_cents'], 0), _fmt(*r['mel_vuv_error'], 2),
             _fmt(*r['dur_acc']), _fmt(*r['wall_95']),
             ' '.join(f'{a:.0f}' for a in r['acc_cb']) if r['acc_cb'] else '–']) + ' |')
     errs = [f"- `{r['config']}`: {e}" for r in rows for e in r['errors']]

@@ -17,7 +17,7 @@ from .runs import write_json, read_config
 
 # %% auto #0
 __all__ = ['mel_cepstra', 'dtw_path', 'f0_yin', 'audio_measures', 'load_run', 'synthesise', 'write_samples', 'stream_audio',
-           'measure_streaming', 'synthesise_to_wav', 'generate_cli']
+           'measure_streaming', 'speaker_f0', 'synthesise_to_wav', 'generate_cli']
 
 # %% ../nbs/10_generate.ipynb #fce07e52
 def mel_cepstra(wav: torch.Tensor, n: int = 13) -> torch.Tensor:
@@ -159,6 +159,31 @@ def measure_streaming(model, vocab, codec, text: str, ref: Utterance, chunk: int
         n += len(audio)
     total = time.perf_counter() - t0
     return dict(time_to_first_audio_s=first, rtf=total / (n / SAMPLE_RATE), audio_s=n / SAMPLE_RATE, chunk_frames=chunk)
+
+# %% ../nbs/10_generate.ipynb #678d5867
+def _median_f0(wavs) -> tuple:
+    "Median F0 (Hz) over the voiced frames of `wavs` and the voiced share, (None, 0.0) when nothing is voiced."
+    f = np.concatenate([f0_yin(w.clamp(-1, 1).numpy()) for w in wavs])
+    v = f[f > 0]
+    return (float(np.median(v)) if len(v) else None), float(len(v) / max(1, len(f)))
+
+def speaker_f0(run_dir, n: int = 8) -> list:
+    """Per speaker of a multi-speaker run: the median F0 of `n` held-out sentences generated in its voice (one fixed style
+    reference for all), and of up to `n` of its own held-out recordings through the codec. One dict per speaker."""
+    from mambatts_nb.config import TrainConfig
+    from mambatts_nb.train import prepare_data
+    model, vocab, config = load_run(run_dir)
+    if not model.cfg.speakers: raise ValueError(f'{str(run_dir)!r} is a one-speaker run: there is no speaker to choose')
+    _, held, _, codec = prepare_data(TrainConfig(**config['train']), progress=False)
+    texts, ref = [u.text for u in held[:n]], held[0]
+    rows = []
+    for name in model.cfg.speakers:
+        gen = [codec.decode(g['codes']) for g in synthesise(model, vocab, texts, ref, speaker=name)]
+        own = [codec.decode(u.codes) for u in held if u.speaker == name][:n]
+        (f_gen, v_gen), (f_true, v_true) = _median_f0(gen), _median_f0(own)
+        rows.append(dict(speaker=name, generated_f0_hz=f_gen, generated_voiced=v_gen, true_f0_hz=f_true, true_voiced=v_true,
+                         n_generated=len(gen), n_true=len(own)))
+    return rows
 
 # %% ../nbs/10_generate.ipynb #5fd02caf
 def synthesise_to_wav(run, text: str, out=None, speed: float = 1.0, chunk: int = 0, ref: int = 0, speaker: str|None = None):

@@ -111,17 +111,22 @@ def heldout_audio(model, held, train, vocab, codec, device, n: int = 4) -> dict:
     """How the model sounds on held-out text: mean log-mel distance, over the first `n` held-out utterances, between the
     codec's decoding of the model's codes (argmax, reference durations) and the codec's own round trip of the true codes;
     beside it the same distance for the majority code of each codebook at every frame (what guessing sounds like).
-    0 would be a model whose codes sound like the truth through this codec."""
+    0 would be a model whose codes sound like the truth through this codec. Also, between the same two signals, the
+    DTW-aligned mel-cepstral distortion, log-F0 RMSE and voiced/unvoiced error of `generate.audio_measures`."""
+    from mambatts_nb.generate import audio_measures
     was, majority = model.training, majority_codes(u.codes for u in train)                  # (8,)
     model.eval()
-    d = dict(generated=[], majority=[])
+    d = dict(generated=[], majority=[], mcd_db=[], log_f0_rmse_cents=[], vuv_error=[])
     for u in held[:n]:
         codes = _forward(model, collate([u], vocab, model.cfg.speakers).to(device))[0][0].argmax(-1).cpu()      # (8, t)
-        truth = codec.decode(u.codes)
-        d['generated'].append(log_mel_distance(codec.decode(codes), truth))
+        truth, gen = codec.decode(u.codes), codec.decode(codes)
+        d['generated'].append(log_mel_distance(gen, truth))
         d['majority'].append(log_mel_distance(codec.decode(majority[:, None].expand_as(u.codes)), truth))
+        m = audio_measures(gen.clamp(-1, 1), truth.clamp(-1, 1))
+        for k in ('mcd_db', 'log_f0_rmse_cents', 'vuv_error'):
+            if m[k] is not None: d[k].append(m[k])                  # no F0 error where no frame is voiced in both
     model.train(was)
-    return {k: sum(v) / len(v) for k, v in d.items()} | dict(n=len(d['generated']))
+    return {k: sum(v) / len(v) if v else None for k, v in d.items()} | dict(n=len(d['generated']))
 
 # %% ../nbs/09_train.ipynb #208e895a
 NO_DECAY = ('A_log', 'D')          # state-spaces/mamba's _no_weight_decay parameters
