@@ -179,7 +179,7 @@ def speaker_f0(run_dir, n: int = 8) -> list:
     rows = []
     for name in model.cfg.speakers:
         gen = [codec.decode(g['codes']) for g in synthesise(model, vocab, texts, ref, speaker=name)]
-        own = [codec.decode(u.codes) for u in held if u.speaker == name][:n]
+        own = [codec.decode(u.codes) for u in [u for u in held if u.speaker == name][:n]]
         (f_gen, v_gen), (f_true, v_true) = _median_f0(gen), _median_f0(own)
         rows.append(dict(speaker=name, generated_f0_hz=f_gen, generated_voiced=v_gen, true_f0_hz=f_true, true_voiced=v_true,
                          n_generated=len(gen), n_true=len(own)))

@@ -59,13 +59,6 @@ def test_dashboard_offers_the_runs_speakers(run):
     d.speaker.value = 'pl+m1@220'
     assert d.synthesise().stat().st_size > 1000
 
-def test_speaker_f0_measures_each_voice(run):
-    from mambatts_nb.generate import speaker_f0
-    rows = {r['speaker']: r for r in speaker_f0(run, n=2)}
-    assert set(rows) == set(NAMES) and all(r["n_generated"] == 2 and r['n_true'] >= 1 for r in rows.values())
-    f = {k: r['true_f0_hz'] for k, r in rows.items()}       # the voices' own pitch survives the codec: f2 well above both male voices
-    assert f['pl+f2@150'] > 1.5 * max(f['pl@175'], f['pl+m1@220']) and 70 < min(f.values()), f
-
 def test_speaker_report_script(run, tmp_path):
     out = tmp_path/'speakers.md'
     r = subprocess.run([sys.executable, str(ROOT/'scripts'/'speaker-report'), str(run.parent), '--out', str(out), '--n', '1'],
@@ -74,5 +67,9 @@ def test_speaker_report_script(run, tmp_path):
     md = out.read_text()
     for n in NAMES: assert f'| {n} | ' in md                        # a per-speaker accuracy row each
     assert f'| {run.name} | ' in md and 'Order of the speakers by median F0' in md
+    rows = {r['speaker']: r for r in json.loads(out.with_suffix('.json').read_text())['f0'][0]}
+    assert set(rows) == set(NAMES) and all(r['n_generated'] == 1 and r['n_true'] == 1 for r in rows.values())
+    f = {k: r['true_f0_hz'] for k, r in rows.items()}       # the voices' own pitch survives the codec: f2 well above both male voices
+    assert f['pl+f2@150'] > 1.5 * max(f['pl@175'], f['pl+m1@220']) and 70 < min(f.values()), f
     r = subprocess.run([sys.executable, str(ROOT/'scripts'/'speaker-report'), str(tmp_path)], capture_output=True, text=True)
     assert r.returncode != 0 and 'no finished multi-speaker runs under' in r.stderr
