@@ -7,10 +7,11 @@ from __future__ import annotations
 import math
 import torch, torch.nn as nn, torch.nn.functional as F
 from .ssm import selective_scan, ssm_step
+from .config import ARCHS, check_choice
 
 # %% auto #0
-__all__ = ['causal_conv', 'MambaMixer', 'HybridMixer', 'Attention', 'MLP', 'MambaBlock', 'TransformerBlock', 'flip_valid',
-           'Backward', 'Bidirectional', 'make_block']
+__all__ = ['BACKBONES', 'causal_conv', 'MambaMixer', 'HybridMixer', 'Attention', 'MLP', 'MambaBlock', 'TransformerBlock',
+           'flip_valid', 'Backward', 'Bidirectional', 'register_backbone', 'make_block', 'ssm_block']
 
 # %% ../nbs/06_blocks.ipynb #e512a494
 def causal_conv(x, conv: nn.Conv1d, state=None):
@@ -163,12 +164,29 @@ class Bidirectional(nn.Module):
         return (x + self.scale * y) * mask[..., None], None
 
 # %% ../nbs/06_blocks.ipynb #8395a397
+BACKBONES = {}      # name → dict(factory, components, doc)
+
+def register_backbone(name: str, factory, components=('text', 'style', 'audio'), doc: str = ''):
+    "Register `factory(cfg, kind) → block` as backbone `name` for `components`; `arch=name` builds it from then on."
+    BACKBONES[name] = dict(factory=factory, components=tuple(components), doc=doc)
+    if name not in ARCHS: ARCHS.append(name)
+
 def make_block(cfg, kind: str = 'audio'):
-    "The block of `cfg.arch` for a component ('text', 'style' or 'audio'), in the component's direction."
-    if cfg.arch == 'transformer': return TransformerBlock(cfg.d_model, cfg.n_heads, cfg.mlp_ratio, cfg.layer_scale)
-    kw = dict(d_state=cfg.d_state, d_conv=cfg.d_conv, expand=cfg.expand, backend=cfg.backend)
-    mixer = lambda: HybridMixer(cfg.d_model, cfg.kernels, **kw) if cfg.arch == 'hybrid' and kind == 'audio' else MambaMixer(cfg.d_model, **kw)
+    "The block of `cfg.arch` for a component ('text', 'style' or 'audio'): the backbone's where it applies, else pure Mamba."
+    check_choice('arch', cfg.arch, list(BACKBONES))
+    b = BACKBONES[cfg.arch]
+    return b['factory'](cfg, kind) if kind in b['components'] else ssm_block(cfg, kind, MambaMixer)
+
+def ssm_block(cfg, kind: str, mixer_cls, **extra):
+    "A Mamba-style residual block around `mixer_cls(d_model, **extra, d_state, d_conv, expand, backend)`, in the component's direction."
+    mixer = lambda: mixer_cls(cfg.d_model, **extra, d_state=cfg.d_state, d_conv=cfg.d_conv, expand=cfg.expand, backend=cfg.backend)
     direction = {'text': cfg.text_direction, 'style': cfg.style_direction}.get(kind, 'forward')
     if direction == 'bidirectional': return Bidirectional(cfg.d_model, mixer, cfg.bidir_combine, cfg.bidir_tie, cfg.layer_scale)
     block = MambaBlock(cfg.d_model, mixer(), cfg.layer_scale)
     return Backward(block) if direction == 'backward' else block
+
+register_backbone('pure', lambda cfg, kind: ssm_block(cfg, kind, MambaMixer), doc='Mamba blocks in every component')
+register_backbone('hybrid', lambda cfg, kind: ssm_block(cfg, kind, HybridMixer, kernels=cfg.kernels), components=('audio',),
+                  doc="Mamba+Conv in the audio processor (the study's hybrid), pure Mamba elsewhere")
+register_backbone('transformer', lambda cfg, kind: TransformerBlock(cfg.d_model, cfg.n_heads, cfg.mlp_ratio, cfg.layer_scale),
+                  doc='pre-norm attention blocks in every component')

@@ -13,7 +13,7 @@ __all__ = ['ARCHS', 'KERNEL_PAIRS', 'BACKENDS', 'TEXT_DIRECTIONS', 'STYLE_DIRECT
            'check_positive', 'ModelConfig', 'TrainConfig', 'depth', 'model_config']
 
 # %% ../nbs/00_config.ipynb #14736b54
-ARCHS = ('pure', 'hybrid', 'transformer')
+ARCHS = ['pure', 'hybrid', 'transformer']      # the registered backbones: `blocks.register_backbone` adds to it
 KERNEL_PAIRS = {'small': (3, 5), 'medium': (5, 7), 'large': (7, 9), 'multi': (3, 9), 'xlarge': (9, 11)}
 BACKENDS = ('auto', 'scan', 'fused', 'triton', 'step', 'mamba_ssm')
 TEXT_DIRECTIONS, STYLE_DIRECTIONS, BIDIR_COMBINES = ('forward', 'bidirectional'), ('backward', 'bidirectional'), ('sum', 'concat')
