@@ -15,7 +15,7 @@ from fastcore.script import call_parse
 from .codec import log_mel, FRAME_RATE
 from .text import Vocab, speak
 from .runs import atomic_save, atomic_write_text, write_json, read_json
-from .data import to_24k, frame_durations, corpus_sentences, corpus_vocab, _sha
+from .data import to_24k, frame_durations, corpus_sentences, corpus_vocab, data_vocab, _sha
 
 # %% auto #0
 __all__ = ['SHIFT', 'align_features', 'log_prior', 'Aligner', 'forward_sum_loss', 'mas', 'hard_attention', 'binarization_loss',
@@ -242,7 +242,7 @@ def align_folder(data: str, codec=None, epochs: int = 20, min_seconds: float = 0
     d = Path(prepare(data, codec, min_seconds, max_seconds, progress)['dir'])
     rows = _read_jsonl(d/'manifest.jsonl')
     if all(r['durations'] is not None for r in rows) and (d/'aligned.json').is_file(): return read_json(d/'aligned.json')
-    vocab = Vocab.build([corpus_vocab().itos[2:], *(r['phonemes'] for r in rows)])
+    vocab = data_vocab(r['phonemes'] for r in rows)
     items = []
     for r in tqdm(rows, desc='align features', disable=not progress):
         audio, sr = sf.read(r['audio'], dtype='float32', always_2d=True)

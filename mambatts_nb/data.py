@@ -18,7 +18,7 @@ from .runs import cache_dir, atomic_save
 # %% auto #0
 __all__ = ['CACHE_VERSION', 'TEST_PROMPTS', 'CORPUS_SPEAKERS', 'corpus_sentences', 'frame_durations', 'to_24k', 'Utterance',
            'synth_utterance', 'split', 'calibration_sentences', 'default_codec', 'load_corpus', 'corpus_vocab',
-           'require_durations', 'Batch', 'speaker_ids', 'collate', 'run_speakers']
+           'data_vocab', 'require_durations', 'Batch', 'speaker_ids', 'collate', 'run_speakers']
 
 # %% ../nbs/04_data.ipynb #f4a07f2f
 CACHE_VERSION = 2           # 2: the text front end reads times, years, dates, units, abbreviations and Roman numerals
@@ -119,6 +119,10 @@ def corpus_vocab() -> Vocab:
     v = Vocab.build(phonemize(s) for s in sents)
     path.parent.mkdir(parents=True, exist_ok=True); path.write_text(json.dumps(v.itos, ensure_ascii=False))
     return v
+
+def data_vocab(phoneme_lists) -> Vocab:
+    "The vocabulary of a dataset: every phoneme in `phoneme_lists` and every phoneme of the embedded corpus."
+    return Vocab.build([corpus_vocab().itos[2:], *phoneme_lists])
 
 # %% ../nbs/04_data.ipynb #7a8df7e2
 def require_durations(utts, source: str):

@@ -111,22 +111,23 @@ def _speaker(model, speaker, ref: Utterance, dev):
     return None if sp is None else sp.to(dev)
 
 def synthesise(model, vocab, texts, ref: Utterance, speed: float = 1.0, speaker: str|None = None) -> list:
-    """For each text: phonemes, predicted durations (P,) and codes (8, T). Style from `ref`'s codes; for a model with
-    speakers the voice of `speaker` (default: `ref`'s speaker if the model knows it, else its first)."""
+    """For each text: phonemes, predicted durations (P,), codes (8, T) and the speaker spoken as. Style from `ref`'s codes;
+    for a model with speakers the voice of `speaker` (default: `ref`'s speaker if the model knows it, else its first)."""
     dev = next(model.parameters()).device
     sp, out = _speaker(model, speaker, ref, dev), []
     for text in ([texts] if isinstance(texts, str) else texts):
         ph = phonemize(text)
         ids = torch.tensor([vocab.encode(ph, strict=True)], device=dev)
         codes, dur, fm = model.generate(ids, ids != 0, ref.codes[None].to(dev), torch.ones(1, ref.n_frames, dtype=torch.bool, device=dev), speed, sp)
-        out.append(dict(text=text, phonemes=ph, durations=dur[0].cpu(), codes=codes[0, :, :int(fm.sum())].cpu()))
+        out.append(dict(text=text, phonemes=ph, durations=dur[0].cpu(), codes=codes[0, :, :int(fm.sum())].cpu(),
+                        speaker=None if sp is None else model.cfg.speakers[int(sp)]))
     return out
 
 def write_samples(run_dir, model, vocab, codec, ref: Utterance, texts=TEST_PROMPTS, speed: float = 1.0, speaker: str|None = None) -> list:
     "Write samples/*.wav (reference decoded, reference text generated, each prompt; in `speaker`'s voice) and samples.json with measures."
     d = Path(run_dir)/'samples'; d.mkdir(parents=True, exist_ok=True)
     items = [('reference_codec', ref.text, ref.codes, None)]
-    gen, voice = synthesise(model, vocab, [ref.text, *texts], ref, speed, speaker), _speaker(model, speaker, ref, 'cpu')
+    gen = synthesise(model, vocab, [ref.text, *texts], ref, speed, speaker)
     items += [(f'reference_generated', g['text'], g['codes'], g) for g in gen[:1]]
     items += [(f'prompt_{i+1}', g['text'], g['codes'], g) for i, g in enumerate(gen[1:])]
     records = []
@@ -134,7 +135,7 @@ def write_samples(run_dir, model, vocab, codec, ref: Utterance, texts=TEST_PROMP
         wav = codec.decode(codes).clamp(-1, 1).numpy()
         sf.write(d/f'{name}.wav', wav, SAMPLE_RATE)
         rec = dict(name=name, file=f'samples/{name}.wav', text=text, seconds=len(wav) / SAMPLE_RATE, codec=codec.label,
-                   speaker=model.cfg.speakers[int(voice)] if voice is not None else None)
+                   speaker=gen[0]['speaker'])
         if g is not None and name.startswith('reference'):
             rec['duration_error_frames'] = (g['durations'] - ref.durations).abs().float().mean().item()
             rec.update(audio_measures(torch.from_numpy(wav), codec.decode(ref.codes).clamp(-1, 1)))

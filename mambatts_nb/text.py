@@ -222,8 +222,11 @@ class EspeakProcess:
     def _start(self):
         self._proc = subprocess.Popen([sys.executable, '-c', 'from mambatts_nb.text import _serve; _serve()'],
                                       stdin=subprocess.PIPE, stdout=subprocess.PIPE, start_new_session=True)  # Ctrl-C is the parent's
-        self.pid, self._owner = self._proc.pid, os.getpid()
+        self._owner = os.getpid()
         self.sample_rate = self._answer()
+
+    @property
+    def pid(self): return self._proc.pid
 
     def _answer(self):
         kind, value = pickle.load(self._proc.stdout)

@@ -15,9 +15,8 @@ from .config import ModelConfig, TrainConfig, DATA_PROTOCOLS
 from .codec import N_CODEBOOKS, log_mel_distance
 from .runs import (atomic_save, atomic_write, write_csv, write_json, read_json, read_summary, is_finished, run_lock,
                               resolve_run_config, outputs_dir)
-from .data import default_codec, corpus_vocab, load_corpus, require_durations, split, collate, corpus_sentences, run_speakers
+from .data import default_codec, corpus_vocab, data_vocab, load_corpus, require_durations, split, collate, corpus_sentences, run_speakers
 from .corpora import LAYOUTS, load_folder, skip_summary
-from .text import Vocab
 from .model import TTSModel
 from .metrics import (token_accuracy, duration_accuracy, Milestones, StepTimer, tensor_peak_mb, state_tensors,
                                  code_baselines, majority_codes, run_record)
@@ -44,7 +43,7 @@ def prepare_data(tcfg: TrainConfig, progress: bool = True):
     if tcfg.data == 'corpus-multi':                                             # three espeak voices: exact durations
         if tcfg.durations == 'learned': raise ValueError("durations='learned' is measured on the one-voice corpus; corpus-multi has exact durations only")
         utts = load_corpus(None, codec, progress, multi=True)
-        return (*split(utts, tcfg.heldout), Vocab.build([vocab.itos[2:], *(u.phonemes for u in utts)]), codec)
+        return (*split(utts, tcfg.heldout), data_vocab(u.phonemes for u in utts), codec)
     if tcfg.data in DATA_PROTOCOLS:
         utts = load_corpus(None if tcfg.data == 'corpus' else [tcfg.fragment], codec, progress)
         if tcfg.durations == 'learned':                                          # the aligner's, learned on all 223 sentences
@@ -62,7 +61,7 @@ def prepare_data(tcfg: TrainConfig, progress: bool = True):
         raise FileNotFoundError(f"data must be one of {', '.join(DATA_PROTOCOLS)} or a corpus folder "
                                 f"([layout:]folder, layouts {', '.join(LAYOUTS)}); {tcfg.data!r} is neither") from e
     if skips and progress: print(f'{tcfg.data}: {len(utts)} utterances kept, {len(skips)} skipped {skip_summary(skips)}')
-    vocab = Vocab.build([vocab.itos[2:], *(u.phonemes for u in utts)])         # the data's phonemes and the corpus's
+    vocab = data_vocab(u.phonemes for u in utts)
     require_durations(utts, tcfg.data)
     n_held = min(tcfg.heldout, len(utts) // 10)                              # a folder: up to 10% held out
     return (*split(utts, n_held), vocab, codec) if n_held else (utts, [], vocab, codec)
