@@ -7,7 +7,7 @@ from __future__ import annotations
 import ctypes, importlib.metadata, os, statistics, threading, time
 import psutil, torch
 from fastcore.script import call_parse
-from .blocks import MambaMixer, make_block
+from .blocks import MambaMixer, Mamba2Mixer, make_block
 from .config import ModelConfig, model_config
 from .ssm import resolve_backend
 from .model import TTSModel
@@ -95,19 +95,20 @@ def mambapy_block(d_model: int, expand: float = 2.0, d_state: int = 16):
 
 def block_peers(d_model: int, expand: float = 2.0, d_state: int = 16, device='cpu', backend: str = 'auto') -> dict:
     "name → module of every peer of the block benchmark at `d_model` on `device` (mambapy left out when not installed)."
-    peers = dict(ours=MambaMixer(d_model, d_state=d_state, expand=expand, backend=backend), torch_layer=torch_layer(d_model),
+    peers = dict(ours=MambaMixer(d_model, d_state=d_state, expand=expand, backend=backend),
+                 mamba2=Mamba2Mixer(d_model, d_state=64, expand=expand, headdim=64), torch_layer=torch_layer(d_model),
                  our_transformer=our_transformer(d_model), mambapy=mambapy_block(d_model, expand, d_state))
     return {k: m.to(device) for k, m in peers.items() if m is not None}
 
 def _forward(name: str, module, mask):
-    "x (b, l, d) → y (b, l, d) for each peer: ours returns (y, state); our block takes the model's padding mask (b, l)."
-    if name == 'ours': return lambda x: module(x)[0]
+    "x (b, l, d) → y (b, l, d) for each peer: ours and Mamba-2 return (y, state); our block takes the model's padding mask (b, l)."
+    if name in ('ours', 'mamba2'): return lambda x: module(x)[0]
     if name == 'our_transformer': return lambda x: module(x, mask)[0]
     return module
 
 # %% ../nbs/13_bench.ipynb #71270bab
 RATIOS = {'ours/torch_layer': ('ours', 'torch_layer'), 'ours/our_transformer': ('ours', 'our_transformer'),
-          'mambapy/ours': ('mambapy', 'ours')}
+          'mambapy/ours': ('mambapy', 'ours'), 'mamba2/ours': ('mamba2', 'ours'), 'mamba2/torch_layer': ('mamba2', 'torch_layer')}
 
 def ratios(row: dict) -> dict:
     "The time ratios of `RATIOS` from one row's own times (a ratio whose peer was not timed is left out)."
@@ -134,7 +135,7 @@ def bench_blocks(d_models=(256, 768), lengths=(512, 1024, 4096), batch: int = 2,
     return rows
 
 # %% ../nbs/13_bench.ipynb #4f85dfab
-PEER_NAMES = dict(ours='ours MambaMixer', torch_layer='torch TransformerEncoderLayer', our_transformer='our TransformerBlock',
+PEER_NAMES = dict(ours='ours MambaMixer', mamba2='Mamba2Mixer', torch_layer='torch TransformerEncoderLayer', our_transformer='our TransformerBlock',
                   mambapy='mambapy MambaBlock')
 
 def block_labels(device='cpu') -> dict:
@@ -142,7 +143,7 @@ def block_labels(device='cpu') -> dict:
     mem = 'peak CUDA alloc above start, MB' if torch.device(device).type == 'cuda' else 'peak RSS above start, MB'
     return {'length': 'L', 'backend': 'ours: scan backend', **{f'{k}_ms': f'{n} ms' for k, n in PEER_NAMES.items()},
             'ours/torch_layer': 'ours / torch layer', 'ours/our_transformer': 'ours / our TransformerBlock',
-            'mambapy/ours': 'mambapy / ours', **{f'{k}_mb': f'{n}: {mem}' for k, n in PEER_NAMES.items()}}
+            'mambapy/ours': 'mambapy / ours', 'mamba2/ours': 'Mamba-2 / ours', 'mamba2/torch_layer': 'Mamba-2 / torch layer', **{f'{k}_mb': f'{n}: {mem}' for k, n in PEER_NAMES.items()}}
 
 def block_header(d_models=(256, 768), batch: int = 2, expand: float = 2.0, d_state: int = 16, repeat: int = 3,
                  device='cpu', backend: str = 'auto') -> str:
@@ -158,6 +159,8 @@ def block_header(d_models=(256, 768), batch: int = 2, expand: float = 2.0, d_sta
         f'{repeat} calls timed round-robin after one warm-up call each:',
         f"- ours: `MambaMixer(d, expand={expand:g}, d_state={d_state})`, scan backend `{backend}` → "
         f"`{resolve_backend(backend, torch.device(device))}` (mixer only: no norm, no residual)",
+        f'- Mamba-2: `Mamba2Mixer(d, expand={expand:g}, d_state=64, headdim=64)`: SSD in chunks of 64 frames, plain PyTorch '
+        '(mixer only)',
         '- torch layer: `nn.TransformerEncoderLayer(d, 4, 4d, dropout=0.0, batch_first=True)`, no mask '
         '(the SDPA kernel torch picks for an unpadded batch)',
         "- our TransformerBlock: `make_block(ModelConfig(arch='transformer', d_model=d))`: pre-norm RMSNorm, SDPA with 4 "

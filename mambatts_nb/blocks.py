@@ -7,11 +7,13 @@ from __future__ import annotations
 import math
 import torch, torch.nn as nn, torch.nn.functional as F
 from .ssm import selective_scan, ssm_step
+from .ssd import ssd_chunked, ssd_step
 from .config import ARCHS, check_choice
 
 # %% auto #0
-__all__ = ['BACKBONES', 'causal_conv', 'MambaMixer', 'HybridMixer', 'Attention', 'MLP', 'MambaBlock', 'TransformerBlock',
-           'flip_valid', 'Backward', 'Bidirectional', 'register_backbone', 'make_block', 'ssm_block']
+__all__ = ['BACKBONES', 'causal_conv', 'MambaMixer', 'HybridMixer', 'GatedRMSNorm', 'Mamba2Mixer', 'Attention', 'MLP',
+           'MambaBlock', 'TransformerBlock', 'flip_valid', 'Backward', 'Bidirectional', 'register_backbone',
+           'make_block', 'mamba_mixer', 'ssm_block']
 
 # %% ../nbs/06_blocks.ipynb #e512a494
 def causal_conv(x, conv: nn.Conv1d, state=None):
@@ -87,6 +89,67 @@ class HybridMixer(nn.Module):
         for conv, cs in zip(self.convs, conv_states):
             c, cs = causal_conv(c, conv, cs); c = F.silu(c); new_conv.append(cs)
         return self.combine(torch.cat([s, c.transpose(1, 2)], -1)), (ssm_state, new_conv)
+
+# %% ../nbs/06_blocks.ipynb #f39469ac
+class GatedRMSNorm(nn.Module):
+    "RMSNorm(x · SiLU(z)) · weight over groups of `group_size` channels: mamba_ssm's `RMSNormGated(norm_before_gate=False)`."
+    def __init__(self, d, group_size=None, eps=1e-5):
+        super().__init__(); self.group_size, self.eps, self.weight = group_size or d, eps, nn.Parameter(torch.ones(d))
+    def forward(self, x, z):
+        x = (x * F.silu(z)).unflatten(-1, (-1, self.group_size))
+        return (x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps)).flatten(-2) * self.weight
+
+class Mamba2Mixer(nn.Module):
+    "The Mamba-2 mixer of state-spaces/mamba `mamba2_simple.py`, in plain PyTorch (SSD). x (b, l, d_model)."
+    def __init__(self, d_model, d_state=64, d_conv=4, expand=2, headdim=64, ngroups=1, A_init_range=(1, 16),
+                 dt_min=0.001, dt_max=0.1, dt_init_floor=1e-4, conv_bias=True, bias=False, chunk_size=64):
+        super().__init__()
+        self.d_inner, self.d_state, self.headdim, self.ngroups, self.chunk_size = int(expand * d_model), d_state, headdim, ngroups, chunk_size
+        if self.d_inner % headdim: raise ValueError(f'Mamba-2: d_inner {self.d_inner} is not a multiple of headdim {headdim}')
+        self.nheads = self.d_inner // headdim
+        conv_dim = self.d_inner + 2 * ngroups * d_state
+        self.in_proj = nn.Linear(d_model, self.d_inner + conv_dim + self.nheads, bias=bias)         # [z, x, B, C, dt]
+        self.conv1d = nn.Conv1d(conv_dim, conv_dim, d_conv, groups=conv_dim, padding=d_conv - 1, bias=conv_bias)
+        dt = torch.exp(torch.rand(self.nheads) * (math.log(dt_max) - math.log(dt_min)) + math.log(dt_min)).clamp(min=dt_init_floor)
+        self.dt_bias = nn.Parameter(dt + torch.log(-torch.expm1(-dt)))                              # inverse softplus
+        self.A_log = nn.Parameter(torch.empty(self.nheads).uniform_(*A_init_range).log())
+        self.D = nn.Parameter(torch.ones(self.nheads))
+        self.norm = GatedRMSNorm(self.d_inner, self.d_inner // ngroups)
+        self.out_proj = nn.Linear(self.d_inner, d_model, bias=bias)
+
+    def _split(self, xbc):
+        "Conv'd, activated (…, conv_dim) → x (…, h, p), B, C (…, g, n)."
+        x, B, C = xbc.split([self.d_inner, self.ngroups * self.d_state, self.ngroups * self.d_state], -1)
+        return x.unflatten(-1, (self.nheads, self.headdim)), B.unflatten(-1, (self.ngroups, -1)), C.unflatten(-1, (self.ngroups, -1))
+
+    def _out(self, y, z):
+        "SSD output y + D·x (…, h, p) → gated RMSNorm with z → out_proj."
+        return self.out_proj(self.norm(y.flatten(-2).to(z.dtype), z))
+
+    def forward(self, u, state=None):
+        "u (b, l, d_model), state (conv_state (b, conv_dim, d_conv-1), ssm_state (b, h, p, n)) or None → y, state."
+        conv_state, h = state if state is not None else (None, None)
+        z, xbc, dt = self.in_proj(u).split([self.d_inner, self.conv1d.in_channels, self.nheads], -1)
+        xbc, conv_state = causal_conv(xbc.transpose(1, 2), self.conv1d, conv_state)
+        x, B, C = self._split(F.silu(xbc).transpose(1, 2))
+        acc = torch.promote_types(x.dtype, torch.float32)                     # bf16 → fp32 (as mamba_ssm's kernels); fp64 stays
+        with torch.autocast(u.device.type, enabled=False):
+            x, B, C, dt = x.to(acc), B.to(acc), C.to(acc), F.softplus(dt.to(acc) + self.dt_bias.to(acc))
+            y, h = ssd_chunked(x, dt, -torch.exp(self.A_log.to(acc)), B, C, self.chunk_size, h)
+            y = y + self.D.to(acc)[:, None] * x
+        return self._out(y, z), (conv_state, h)
+
+    def step(self, u, state=None):
+        "One frame: u (b, d_model) → y (b, d_model), state. The exact recurrence."
+        if state is None:
+            state = (u.new_zeros(u.shape[0], self.conv1d.in_channels, self.conv1d.kernel_size[0] - 1),
+                     u.new_zeros(u.shape[0], self.nheads, self.headdim, self.d_state))
+        conv_state, h = state
+        z, xbc, dt = self.in_proj(u).split([self.d_inner, self.conv1d.in_channels, self.nheads], -1)
+        window = torch.cat([conv_state, xbc[..., None]], -1)                  # (b, conv_dim, d_conv)
+        x, B, C = self._split(F.silu((window * self.conv1d.weight[:, 0]).sum(-1) + self.conv1d.bias))
+        y, h = ssd_step(h, x, F.softplus(dt + self.dt_bias), -torch.exp(self.A_log), B, C)
+        return self._out(y + self.D[:, None] * x, z), (window[..., 1:], h)
 
 # %% ../nbs/06_blocks.ipynb #64800ca2
 class Attention(nn.Module):
@@ -175,18 +238,25 @@ def make_block(cfg, kind: str = 'audio'):
     "The block of `cfg.arch` for a component ('text', 'style' or 'audio'): the backbone's where it applies, else pure Mamba."
     check_choice('arch', cfg.arch, list(BACKBONES))
     b = BACKBONES[cfg.arch]
-    return b['factory'](cfg, kind) if kind in b['components'] else ssm_block(cfg, kind, MambaMixer)
+    return b['factory'](cfg, kind) if kind in b['components'] else ssm_block(cfg, kind, lambda: mamba_mixer(cfg))
 
-def ssm_block(cfg, kind: str, mixer_cls, **extra):
-    "A Mamba-style residual block around `mixer_cls(d_model, **extra, d_state, d_conv, expand, backend)`, in the component's direction."
-    mixer = lambda: mixer_cls(cfg.d_model, **extra, d_state=cfg.d_state, d_conv=cfg.d_conv, expand=cfg.expand, backend=cfg.backend)
+def mamba_mixer(cfg, **extra) -> MambaMixer:
+    "The Mamba-1 mixer of `cfg` (`extra`: HybridMixer's kernels, which then wraps it)."
+    kw = dict(d_state=cfg.d_state, d_conv=cfg.d_conv, expand=cfg.expand, backend=cfg.backend)
+    return HybridMixer(cfg.d_model, **extra, **kw) if extra else MambaMixer(cfg.d_model, **kw)
+
+def ssm_block(cfg, kind: str, mixer):
+    "A Mamba-style residual block around the mixers `mixer()` makes, in the component's direction."
     direction = {'text': cfg.text_direction, 'style': cfg.style_direction}.get(kind, 'forward')
     if direction == 'bidirectional': return Bidirectional(cfg.d_model, mixer, cfg.bidir_combine, cfg.bidir_tie, cfg.layer_scale)
     block = MambaBlock(cfg.d_model, mixer(), cfg.layer_scale)
     return Backward(block) if direction == 'backward' else block
 
-register_backbone('pure', lambda cfg, kind: ssm_block(cfg, kind, MambaMixer), doc='Mamba blocks in every component')
-register_backbone('hybrid', lambda cfg, kind: ssm_block(cfg, kind, HybridMixer, kernels=cfg.kernels), components=('audio',),
+register_backbone('pure', lambda cfg, kind: ssm_block(cfg, kind, lambda: mamba_mixer(cfg)), doc='Mamba blocks in every component')
+register_backbone('hybrid', lambda cfg, kind: ssm_block(cfg, kind, lambda: mamba_mixer(cfg, kernels=cfg.kernels)), components=('audio',),
                   doc="Mamba+Conv in the audio processor (the study's hybrid), pure Mamba elsewhere")
 register_backbone('transformer', lambda cfg, kind: TransformerBlock(cfg.d_model, cfg.n_heads, cfg.mlp_ratio, cfg.layer_scale),
                   doc='pre-norm attention blocks in every component')
+register_backbone('mamba2', lambda cfg, kind: ssm_block(cfg, kind, lambda: Mamba2Mixer(
+                      cfg.d_model, cfg.mamba2_state, cfg.d_conv, cfg.expand, cfg.headdim)),
+                  doc='Mamba-2 (SSD) blocks in every component')

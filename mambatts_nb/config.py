@@ -8,15 +8,16 @@ import dataclasses, math
 from dataclasses import dataclass, field, asdict
 
 # %% auto #0
-__all__ = ['ARCHS', 'KERNEL_PAIRS', 'BACKENDS', 'TEXT_DIRECTIONS', 'STYLE_DIRECTIONS', 'BIDIR_COMBINES', 'DATA_PROTOCOLS',
-           'DURATION_SOURCES', 'DEVICES', 'GRID', 'EMBED_WIDTHS', 'PRESETS', 'STUDY_PARAMS', 'check_choice',
-           'check_positive', 'ModelConfig', 'TrainConfig', 'depth', 'model_config']
+__all__ = ['ARCHS', 'KERNEL_PAIRS', 'BACKENDS', 'TEXT_DIRECTIONS', 'STYLE_DIRECTIONS', 'BIDIR_COMBINES', 'HEADS',
+           'DATA_PROTOCOLS', 'DURATION_SOURCES', 'DEVICES', 'GRID', 'EMBED_WIDTHS', 'PRESETS', 'STUDY_PARAMS',
+           'check_choice', 'check_positive', 'ModelConfig', 'TrainConfig', 'depth', 'model_config']
 
 # %% ../nbs/00_config.ipynb #14736b54
-ARCHS = ['pure', 'hybrid', 'transformer']      # the registered backbones: `blocks.register_backbone` adds to it
+ARCHS = ['pure', 'hybrid', 'transformer', 'mamba2']   # the registered backbones: `blocks.register_backbone` adds to it
 KERNEL_PAIRS = {'small': (3, 5), 'medium': (5, 7), 'large': (7, 9), 'multi': (3, 9), 'xlarge': (9, 11)}
 BACKENDS = ('auto', 'scan', 'fused', 'triton', 'step', 'mamba_ssm')
 TEXT_DIRECTIONS, STYLE_DIRECTIONS, BIDIR_COMBINES = ('forward', 'bidirectional'), ('backward', 'bidirectional'), ('sum', 'concat')
+HEADS = ('flat', 'hierarchical')
 DATA_PROTOCOLS = ('fragment', 'corpus', 'corpus-multi')
 DURATION_SOURCES = ('exact', 'learned')
 DEVICES = ('auto', 'cpu', 'cuda')
@@ -38,7 +39,7 @@ def check_positive(what:str, value, integer=True):
 @dataclass
 class ModelConfig:
     "What is built: backbone, widths, depths of the five components."
-    arch: str = 'pure'                 # pure | hybrid | transformer
+    arch: str = 'pure'                 # pure | hybrid | transformer | mamba2 (any registered backbone)
     d_model: int = 128
     embed_dim: int|None = None         # phoneme embedding width; None = d_model
     text_layers: int = 2
@@ -47,6 +48,8 @@ class ModelConfig:
     expand: float = 1.5                # Mamba d_inner = int(expand * d_model)
     d_state: int = 16
     d_conv: int = 4
+    headdim: int = 64                  # Mamba-2: channels per head (d_inner must be a multiple)
+    mamba2_state: int = 64             # Mamba-2: state size N per channel (its default; Mamba-1 uses d_state)
     kernels: tuple = (3, 5)            # hybrid conv kernel pair
     n_heads: int = 4                   # transformer
     mlp_ratio: int = 4                 # transformer
@@ -54,6 +57,7 @@ class ModelConfig:
     dur_hidden: int = 256              # duration predictor width (FastSpeech 2's 256 filters)
     n_codebooks: int = 8
     codebook_size: int = 1024
+    heads: str = 'flat'                # flat: 8 independent heads | hierarchical: head k also sees codebooks < k
     vocab_size: int = 0                # set from the phoneme vocabulary
     speakers: tuple = ()               # speaker names, set from the data: () = one speaker, no speaker embedding
     backend: str = 'auto'              # selective scan: auto | scan | fused | triton | step | mamba_ssm
@@ -82,8 +86,9 @@ class ModelConfig:
         check_choice('text_direction', self.text_direction, TEXT_DIRECTIONS)
         check_choice('style_direction', self.style_direction, STYLE_DIRECTIONS)
         check_choice('bidir_combine', self.bidir_combine, BIDIR_COMBINES)
+        check_choice('heads', self.heads, HEADS)
         for k in ('d_model','text_layers','style_layers','audio_layers','d_state','d_conv','n_heads','mlp_ratio',
-                  'n_codebooks','codebook_size','dur_hidden'):
+                  'n_codebooks','codebook_size','dur_hidden','headdim','mamba2_state'):
             check_positive(k, getattr(self, k))
         if self.embed_dim is not None: check_positive('embed_dim', self.embed_dim)
         if not (isinstance(self.speakers, tuple) and all(isinstance(s, str) for s in self.speakers)
@@ -94,6 +99,9 @@ class ModelConfig:
                 and all(isinstance(k, int) and k > 0 and k % 2 == 1 for k in self.kernels)):
             raise ValueError(f"kernels must be a pair of odd positive ints or one of {', '.join(KERNEL_PAIRS)}, "
                              f"got {self.kernels!r}")
+        if self.arch == 'mamba2' and self.d_inner % self.headdim:
+            raise ValueError(f"Mamba-2: d_inner {self.d_inner} (expand {self.expand} × d_model {self.d_model}) is not a multiple "
+                             f"of headdim {self.headdim}")
         if self.arch == 'transformer' and self.d_model % self.n_heads:
             raise ValueError(f"d_model {self.d_model} is not divisible by n_heads {self.n_heads}")
         return self

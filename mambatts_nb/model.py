@@ -109,6 +109,8 @@ class TTSModel(nn.Module):
         self.text, self.duration = TextEncoder(cfg), DurationRegulator(cfg)
         self.style, self.audio = StyleExtractor(cfg), AudioProcessor(cfg)
         self.heads = nn.ModuleList(nn.Linear(cfg.d_model, cfg.codebook_size) for _ in range(cfg.n_codebooks))
+        self.code_embeds = (nn.ModuleList(nn.Embedding(cfg.codebook_size, cfg.d_model) for _ in range(cfg.n_codebooks - 1))
+                            if cfg.heads == 'hierarchical' else None)
         self.speaker = nn.Embedding(cfg.n_speakers, cfg.d_model) if cfg.n_speakers else None
 
     def encode_text(self, phonemes, phoneme_mask, speakers=None):
@@ -128,13 +130,24 @@ class TTSModel(nn.Module):
         if name not in names: raise ValueError(f'speaker {name!r} is not one of this model\'s speakers: {", ".join(names)}')
         return torch.tensor([names.index(name)])
 
-    def forward(self, phonemes, phoneme_mask, durations, ref_codes, ref_mask, speakers=None):
-        "Teacher-forced durations. Returns logits (b, 8, t, V), log-durations (b, p), frame_mask (b, t)."
+    def head_logits(self, x, codes=None):
+        """Logits (b, 8, t, V) of hidden frames x (b, t, d). Flat heads each read x. Hierarchical: head k reads x plus the
+        embeddings of codebooks < k — the true `codes` (b, 8, t) when given (teacher forcing), else the heads' own argmax."""
+        out = []
+        for k, head in enumerate(self.heads):
+            if k and self.code_embeds is not None:
+                x = x + self.code_embeds[k - 1](codes[:, k - 1] if codes is not None else out[-1].argmax(-1))
+            out.append(head(x))
+        return torch.stack(out, 1)
+
+    def forward(self, phonemes, phoneme_mask, durations, ref_codes, ref_mask, speakers=None, codes=None):
+        """Teacher-forced durations (and, for hierarchical heads, lower codebooks `codes` (b, 8, t) when given).
+        Returns logits (b, 8, t, V), log-durations (b, p), frame_mask (b, t)."""
         h = self.encode_text(phonemes, phoneme_mask, speakers)                 # (b, p, d)
         log_dur = self.duration(h, phoneme_mask)                               # (b, p)
         frames, fmask = self.duration.regulate(h, durations * phoneme_mask)    # (b, t, d)
         x = self.audio(frames, self.style(ref_codes, ref_mask), fmask)
-        return torch.stack([head(x) for head in self.heads], 1), log_dur, fmask
+        return self.head_logits(x, codes), log_dur, fmask
 
     @torch.no_grad()
     def generate(self, phonemes, phoneme_mask, ref_codes, ref_mask, speed: float = 1.0, speakers=None):
@@ -143,8 +156,7 @@ class TTSModel(nn.Module):
         dur = self.duration.frames(self.duration(h, phoneme_mask), phoneme_mask, speed)
         frames, fmask = self.duration.regulate(h, dur)
         x = self.audio(frames, self.style(ref_codes, ref_mask), fmask)
-        codes = torch.stack([head(x).argmax(-1) for head in self.heads], 1)
-        return codes * fmask[:, None], dur, fmask
+        return self.head_logits(x).argmax(-1) * fmask[:, None], dur, fmask
 
     @torch.no_grad()
     def generate_stream(self, phonemes, ref_codes, speed: float = 1.0, chunk: int = 50, speakers=None):
@@ -156,7 +168,7 @@ class TTSModel(nn.Module):
         x, states = frames + self.style(ref_codes, rm)[:, None], None
         for t in range(0, x.shape[1], chunk):
             y, states = self.audio.stack.chunk(x[:, t:t+chunk], states)
-            yield torch.stack([head(y).argmax(-1) for head in self.heads], 1)
+            yield self.head_logits(y).argmax(-1)
 
     def param_split(self) -> dict:
         "Parameter count per component and in total."

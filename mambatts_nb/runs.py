@@ -66,7 +66,8 @@ def write_csv(path, header, rows):
     atomic_write_text(path, ''.join(','.join(map(str, r)) + '\n' for r in [header, *rows]))
 
 # %% ../nbs/01_runs.ipynb #9043f210
-MODEL_KNOBS = {'arch': 'arch', 'kernels': 'kernels', 'hidden': 'd_model', 'expand': 'expand', 'embed_dim': 'embed_dim'}
+MODEL_KNOBS = {'arch': 'arch', 'kernels': 'kernels', 'hidden': 'd_model', 'expand': 'expand', 'embed_dim': 'embed_dim',
+               'heads': 'heads', 'text_direction': 'text_direction'}
 NAME_TAGS = {'arch': '', 'kernels': 'k', 'layers': 'L', 'hidden': 'H', 'expand': 'E', 'embed_dim': 'e', 'lr': 'lr',
              'batch_size': 'b', 'fragment': 'f', 'durations': 'dur-'}
 
@@ -82,20 +83,22 @@ class RunConfig:
 
 def _tag(knob, value):
     if knob == 'kernels': return 'k' + ''.join(map(str, value))
+    if knob in ('heads', 'text_direction'): return {'hierarchical': 'hier', 'bidirectional': 'bitext'}[value]   # the non-defaults
     return f'{NAME_TAGS[knob]}{value}'
 
 def resolve_run_config(preset: str = 'tiny', arch=None, kernels=None, layers=None, hidden=None, expand=None,
-                       embed_dim=None, **train) -> RunConfig:
+                       embed_dim=None, heads=None, text_direction=None, **train) -> RunConfig:
     "The `RunConfig` of a preset with overrides (None = the preset's). `train` holds `TrainConfig` fields."
-    model = {MODEL_KNOBS[k]: v for k, v in dict(arch=arch, kernels=kernels, hidden=hidden, expand=expand,
-                                                   embed_dim=embed_dim).items() if v is not None}
+    model = {MODEL_KNOBS[k]: v for k, v in dict(arch=arch, kernels=kernels, hidden=hidden, expand=expand, embed_dim=embed_dim,
+                                                   heads=heads, text_direction=text_direction).items() if v is not None}
     if layers is not None: model.update(depth(layers))
     mcfg, base = model_config(preset, **model), model_config(preset)
     tcfg = TrainConfig(**{k: v for k, v in train.items() if v is not None})
-    given = dict(arch=mcfg.arch, kernels=mcfg.kernels, layers=layers, hidden=hidden, expand=expand, embed_dim=embed_dim,
+    given = dict(arch=mcfg.arch, kernels=mcfg.kernels, heads=mcfg.heads, text_direction=mcfg.text_direction,
+                 layers=layers, hidden=hidden, expand=expand, embed_dim=embed_dim,
                  lr=tcfg.lr, batch_size=tcfg.batch_size, fragment=tcfg.fragment if tcfg.data == 'fragment' else None,
                  durations=tcfg.durations if tcfg.data in DATA_PROTOCOLS else None)
-    default = dict(arch=base.arch, kernels=base.kernels, layers=None, hidden=None, expand=None, embed_dim=None,
+    default = dict(arch=base.arch, kernels=base.kernels, heads=base.heads, text_direction=base.text_direction, layers=None, hidden=None, expand=None, embed_dim=None,
                    lr=TrainConfig.lr, batch_size=TrainConfig.batch_size, fragment=TrainConfig.fragment, durations=TrainConfig.durations)
     tags = [_tag(k, v) for k, v in given.items() if v is not None and v != default[k]
             and not (k == 'kernels' and mcfg.arch != 'hybrid')]

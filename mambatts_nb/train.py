@@ -76,11 +76,15 @@ def loss_fn(logits, log_dur, batch, dur_weight: float = 1.0):
     dur = F.mse_loss(log_dur[pm].float(), torch.log1p(batch.durations[pm].float()))
     return tok + dur_weight * dur, tok, dur
 
-def _forward(model, b): return model(b.phonemes, b.phoneme_mask, b.durations, b.codes, b.frame_mask, b.speakers)
+def _forward(model, b, teacher: bool = False):
+    """The model on batch `b` with its true durations, its own codes as style reference. Hierarchical heads read the true
+    lower codebooks when `teacher` (the training loss), else their own predictions, as at inference (every evaluation)."""
+    return model(b.phonemes, b.phoneme_mask, b.durations, b.codes, b.frame_mask, b.speakers, codes=b.codes if teacher else None)
 
 @torch.no_grad()
 def evaluate(model, utts, vocab, device, batch_size=8) -> dict:
-    """Teacher-forced accuracy (all codebooks and each), cross-entropy per codebook (nats) and duration accuracy on `utts`;
+    """Accuracy (all codebooks and each), cross-entropy per codebook (nats) and duration accuracy on `utts`, given the true
+    durations (hierarchical heads read their own lower codebooks, as at inference);
     for a model with speakers also the accuracy of each speaker's utterances (`heldout_acc_by_speaker`)."""
     model.eval()
     hits, ce, n, dhits, dn = torch.zeros(N_CODEBOOKS), torch.zeros(N_CODEBOOKS), 0, 0.0, 0
@@ -244,7 +248,7 @@ def train_steps(s: Session, tcfg: TrainConfig, progress: bool = True):
             def one_step():
                 b = collate(_sample(s.train_utts, tcfg.batch_size, s.sampler), s.vocab, s.model.cfg.speakers).to(s.device)
                 with timer('fwd'), torch.autocast(s.device.type, torch.bfloat16, enabled=amp):
-                    logits, log_dur, _ = _forward(s.model, b)
+                    logits, log_dur, _ = _forward(s.model, b, teacher=True)
                     loss, tok, dur = loss_fn(logits, log_dur, b, tcfg.dur_weight)
                 if not torch.isfinite(loss):
                     raise FloatingPointError(f'Loss became {loss.item()} at step {step}; stopped. The last good checkpoint '
@@ -334,12 +338,14 @@ def finish(s: Session) -> dict:
 # %% ../nbs/09_train.ipynb #cceb4fe8
 @call_parse
 def train_cli(preset: str = 'tiny',     # a named preset (tiny, phase1-*, phase2-*, L*_H*_E*, phase4-E*)
-              arch: str = None,         # pure | hybrid | transformer (default: the preset's)
+              arch: str = None,         # pure | hybrid | transformer | mamba2 (default: the preset's)
               kernels: str = None,      # hybrid kernel pair: small | medium | large | multi | xlarge
               layers: int = None,       # depth L: text encoder L blocks, audio processor 3L
               hidden: int = None,       # d_model
               expand: float = None,     # Mamba expand factor
               embed_dim: int = None,    # phoneme embedding width
+              heads: str = None,        # flat | hierarchical codebook heads
+              text_direction: str = None, # Mamba text encoder: forward | bidirectional
               steps: int = 200,         # training steps
               lr: float = 3e-3,         # AdamW learning rate
               batch_size: int = 1,      # utterances per step
@@ -353,6 +359,7 @@ def train_cli(preset: str = 'tiny',     # a named preset (tiny, phase1-*, phase2
               out_dir: str = None):     # default: $MAMBATTS_OUTPUTS or the project's outputs/
     "Train one run from the shell; prints where it went and its summary."
     run = resolve_run_config(preset, arch=arch, kernels=kernels, layers=layers, hidden=hidden, expand=expand, embed_dim=embed_dim,
+                             heads=heads, text_direction=text_direction,
                              steps=steps, lr=lr, batch_size=batch_size, seed=seed, data=data, fragment=fragment, device=device,
                              durations=durations)
     run_dir = Path(out_dir or outputs_dir())/phase/(run_name or run.name)

@@ -1,14 +1,15 @@
-"Padding invariance on real data, Mamba step == full sequence == chunks, preset parameter counts."
+"Padding invariance on real data, Mamba and Mamba-2 step == full sequence == chunks, hierarchical heads, preset parameter counts."
 import pytest, torch
 from mambatts_nb.config import model_config, ModelConfig, STUDY_PARAMS
 from mambatts_nb.data import collate
 from mambatts_nb.model import TTSModel
-from mambatts_nb.blocks import MambaMixer
+from mambatts_nb.blocks import MambaMixer, Mamba2Mixer
 
-@pytest.mark.parametrize('arch', ['pure', 'hybrid', 'transformer'])
-def test_padded_batch_equals_items_alone(arch, utts, vocab):
+@pytest.mark.parametrize('arch,heads', [('pure', 'flat'), ('hybrid', 'flat'), ('transformer', 'flat'), ('mamba2', 'flat'),
+                                        ('pure', 'hierarchical')])
+def test_padded_batch_equals_items_alone(arch, heads, utts, vocab):
     torch.manual_seed(0)
-    model = TTSModel(model_config('tiny', arch=arch, vocab_size=len(vocab))).eval()
+    model = TTSModel(model_config('tiny', arch=arch, heads=heads, vocab_size=len(vocab))).eval()
     items = utts[:3]
     b = collate(items, vocab)
     logits, log_dur, fmask = model(b.phonemes, b.phoneme_mask, b.durations, b.codes, b.frame_mask)
@@ -19,10 +20,13 @@ def test_padded_batch_equals_items_alone(arch, utts, vocab):
         torch.testing.assert_close(log_dur[i, :len(u.phonemes)], d1[0], atol=1e-5, rtol=1e-5)
         assert fmask[i].sum() == u.n_frames
 
+MIXERS = dict(mamba=lambda: MambaMixer(32, expand=1.5), mamba2=lambda: Mamba2Mixer(32, expand=2, headdim=16, chunk_size=32))
+
+@pytest.mark.parametrize('mixer', list(MIXERS))
 @pytest.mark.parametrize('L', [1, 64, 300])
-def test_mamba_step_equals_full_sequence_and_chunks(L):
+def test_mamba_step_equals_full_sequence_and_chunks(L, mixer):
     torch.manual_seed(L)
-    m = MambaMixer(32, expand=1.5)
+    m = MIXERS[mixer]()
     x = torch.randn(2, L, 32)
     y, (cs, hs) = m(x)
     state, ys = None, []
@@ -44,6 +48,32 @@ def test_scan_is_stable_for_long_sequences_and_large_delta():
     y, _ = m(x)
     y.square().mean().backward()
     assert torch.isfinite(y).all() and torch.isfinite(x.grad).all()
+
+def test_mamba2_is_stable_for_long_sequences_and_large_delta():
+    torch.manual_seed(0)
+    m = Mamba2Mixer(16, expand=2, headdim=8)
+    with torch.no_grad(): m.dt_bias.fill_(8.0); m.A_log.fill_(2.7)      # Δ·A ≈ -8·15 per step
+    x = torch.randn(1, 4096, 16, requires_grad=True)
+    y, (_, h) = m(x)
+    y.square().mean().backward()
+    assert torch.isfinite(y).all() and torch.isfinite(x.grad).all() and torch.isfinite(m.A_log.grad).all()
+
+def test_hierarchical_heads_learn_what_flat_heads_cannot(utts, vocab):
+    "A code that is a function of the lower codebooks (here: codebook 1 = codebook 0) is learnt from them only by hierarchical heads."
+    torch.manual_seed(0)
+    b = collate(utts[:2], vocab)
+    x = torch.zeros(2, b.codes.shape[-1], 32)                            # hidden frames that say nothing about the codes
+    codes = torch.randint(0, 1024, b.codes.shape); codes[:, 1] = codes[:, 0]
+    acc = {}
+    for heads in ('flat', 'hierarchical'):
+        torch.manual_seed(0)
+        model = TTSModel(model_config('tiny', d_model=32, heads=heads, vocab_size=len(vocab)))
+        opt = torch.optim.Adam(model.parameters(), lr=3e-2)
+        for _ in range(60):
+            logits = model.head_logits(x, codes)[:, 1].transpose(1, 2)
+            loss = torch.nn.functional.cross_entropy(logits, codes[:, 1]); opt.zero_grad(); loss.backward(); opt.step()
+        with torch.no_grad(): acc[heads] = (model.head_logits(x, codes)[:, 1].argmax(-1) == codes[:, 1]).float().mean().item()
+    assert acc['hierarchical'] > 0.9 and acc['flat'] < 0.5, acc
 
 @pytest.mark.parametrize('preset', sorted(STUDY_PARAMS))
 def test_preset_params_within_10_percent_of_study(preset):

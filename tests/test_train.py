@@ -39,11 +39,13 @@ def test_papermill_default_run_reaches_95_percent(tmp_path, codec):
     assert gen['log_f0_rmse_cents'] is None or gen['log_f0_rmse_cents'] >= 0
     assert json.loads((run/'summary.json').read_text())['samples'] == samples
 
-@pytest.mark.parametrize('arch', ['hybrid', 'transformer'])
-def test_papermill_other_archs(tmp_path, arch):
-    run_notebook(tmp_path, arch=arch, steps=20, samples=False)
+@pytest.mark.parametrize('arch,heads', [('hybrid', 'flat'), ('transformer', 'flat'), ('mamba2', 'hierarchical')])
+def test_papermill_other_archs(tmp_path, arch, heads):
+    run_notebook(tmp_path, arch=arch, heads=heads, steps=20, samples=False)
     s = json.loads(next((tmp_path/'train').glob(f'tiny-{arch}*/summary.json')).read_text())
     assert s['arch'] == arch and s['steps'] == 20 and s['final_acc'] > 0
+    config = json.loads(next((tmp_path/'train').glob(f'tiny-{arch}*/config.json')).read_text())
+    assert config['model']['heads'] == heads and ('code_embeds' in s['params']) == (heads == 'hierarchical')
 
 @pytest.mark.parametrize('params,msg', [
     (dict(arch='lstm'), "Unknown arch 'lstm'; accepted: pure, hybrid, transformer"),
