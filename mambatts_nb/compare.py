@@ -117,6 +117,8 @@ def phase_table(runs) -> list:
                             for k in ('generated', 'majority', 'mcd_db', 'log_f0_rmse_cents', 'vuv_error')},
                          dur_acc=col(lambda s: 100 * s['final_dur_acc']), wall_95=ci95([_milestone_wall(r) for r in rs]),
                          acc_cb=[ci95([100 * s['acc_cb'][k] for s in ok])[0] for k in range(len(ok[0]['acc_cb']))] if ok else None,
+                         heldout_cb=[ci95([100 * s['heldout_acc_cb'][k] for s in ok])[0] for k in range(len(ok[0]['heldout_acc_cb']))]
+                                    if ok and ok[0].get('heldout_acc_cb') else None,
                          errors=[r['failed']['error'][:200] for r in rs if r['failed']]))
     return rows
 
@@ -131,7 +133,7 @@ def table_markdown(rows) -> str:
     head = ['config', 'seeds', 'params', 'study', 'ms/step fwd', 'bwd', 'total', 'study ms', 'tensor peak MB', 'study MB',
             'step of 95%', 'study', 'peak acc %', 'study', 'final acc %', 'study', 'held-out acc %', 'majority-code floor %',
             'held-out CE nats', 'unigram CE nats', 'held-out audio: mel dist to truth', 'majority-code audio', 'held-out MCD dB',
-            'log-F0 RMSE cents', 'V/UV error', 'dur acc %', 'wall s to 95%', 'final acc % per codebook']
+            'log-F0 RMSE cents', 'V/UV error', 'dur acc %', 'wall s to 95%', 'final acc % per codebook', 'held-out acc % per codebook']
     lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
     s = lambda v: '–' if v is None else f'{v:,}' if isinstance(v, int) else f'{v:g}'
     for r in rows:
@@ -143,7 +145,7 @@ def table_markdown(rows) -> str:
             _fmt(*r['heldout_ce'], 2), _fmt(*r['unigram_ce'], 2), *(_fmt(*r[f'mel_{k}'], 3) for k in ('generated', 'majority')),
             _fmt(*r['mel_mcd_db'], 1), _fmt(*r['mel_log_f0_rmse_cents'], 0), _fmt(*r['mel_vuv_error'], 2),
             _fmt(*r['dur_acc']), _fmt(*r['wall_95']),
-            ' '.join(f'{a:.0f}' for a in r['acc_cb']) if r['acc_cb'] else '–']) + ' |')
+            *(' '.join(f'{a:.0f}' for a in r[k]) if r[k] else '–' for k in ('acc_cb', 'heldout_cb'))]) + ' |')
     errs = [f"- `{r['config']}`: {e}" for r in rows for e in r['errors']]
     return '\n'.join(lines + (['', 'Failed runs:', *errs] if errs else []))
 
@@ -159,21 +161,25 @@ def verdicts(rows) -> list:
                    if beats else '**does not clearly beat guessing**'))
     return out
 
-def curves_band_figure(runs) -> go.Figure:
-    "Mean token accuracy per configuration with a 95% CI band over seeds."
+def curves_band_figure(runs, metric: str = 'acc') -> go.Figure:
+    "Mean of a metrics.csv column per configuration ('acc': training accuracy; 'heldout_acc': at each evaluation) with a 95% CI band over seeds."
     fig, groups = go.Figure(), {}
     for r in runs:
-        if r['summary']: groups.setdefault(r['group'], []).append(read_metrics(r['dir'])['acc'])
+        if r['summary']:
+            m = read_metrics(r['dir'])
+            groups.setdefault(r['group'], []).append([(s, v) for s, v in zip(m['step'], m.get(metric, [])) if v is not None])
     for i, (g, curves) in enumerate(groups.items()):
         n = min(map(len, curves)); color = f'hsl({(i * 67) % 360},70%,45%)'
-        stats_ = [ci95([c[t] for c in curves]) for t in range(n)]
+        if not n: continue
+        stats_ = [ci95([c[t][1] for c in curves]) for t in range(n)]
         m = [x[0] for x in stats_]; h = [x[1] or 0 for x in stats_]
-        steps = list(range(1, n + 1))
+        steps = [curves[0][t][0] for t in range(n)]
         fig.add_trace(go.Scatter(x=steps + steps[::-1], y=[a + b for a, b in zip(m, h)] + [a - b for a, b in zip(m, h)][::-1],
                                  fill='toself', line=dict(width=0), fillcolor=color.replace('hsl', 'hsla').replace(')', ',0.2)'),
                                  showlegend=False, hoverinfo='skip'))
         fig.add_trace(go.Scatter(x=steps, y=m, name=f'{g} (n={len(curves)})', line=dict(color=color)))
-    fig.update_layout(title='token accuracy, mean ± 95% CI over seeds', xaxis_title='step', height=420)
+    what = 'held-out token accuracy' if metric == 'heldout_acc' else 'training token accuracy' if metric == 'acc' else metric
+    fig.update_layout(title=f'{what}, mean ± 95% CI over seeds', xaxis_title='step', height=420)
     return fig
 
 def milestones_figure(runs) -> go.Figure:
@@ -191,11 +197,16 @@ def milestones_figure(runs) -> go.Figure:
     return fig
 
 def scatter_figure(rows, x: str, title: str) -> go.Figure:
-    "Peak accuracy (mean) against `x` ('params' or 'ms'), one point per configuration."
+    "Held-out accuracy (mean ± 95% CI) when the runs have held-out data, else peak training accuracy, against `x` ('params' or 'ms')."
     xs = [r[x] if x == 'params' else r[x][0] for r in rows]
-    fig = go.Figure(go.Scatter(x=xs, y=[r['peak_acc'][0] for r in rows], mode='markers+text', text=[r['config'] for r in rows],
-                               textposition='top center'))
-    fig.update_layout(title=title, xaxis_title=x, yaxis_title='peak token accuracy %', height=420)
+    held = any(r['heldout_acc'][0] is not None for r in rows)
+    y = [r['heldout_acc' if held else 'peak_acc'] for r in rows]
+    fig = go.Figure(go.Scatter(x=xs, y=[v[0] for v in y], error_y=dict(array=[v[1] or 0 for v in y]), mode='markers+text',
+                               text=[r['config'] for r in rows], textposition='top center'))
+    if held:                                                    # the floor each point has to clear
+        fig.add_trace(go.Scatter(x=xs, y=[r['majority'][0] for r in rows], mode='markers', marker_symbol='line-ew-open',
+                                 marker_size=14, name='majority-code floor'))
+    fig.update_layout(title=title, xaxis_title=x, yaxis_title='held-out token accuracy %' if held else 'peak token accuracy %', height=420)
     return fig
 
 def write_report(phase_dir) -> Path:
@@ -215,6 +226,7 @@ def write_report(phase_dir) -> Path:
     (phase_dir/'report.md').write_text(md, encoding='utf-8')
     figs = [curves_band_figure(runs), milestones_figure(runs), scatter_figure(rows, 'params', 'accuracy vs parameters'),
             scatter_figure(rows, 'ms', 'accuracy vs ms/step')]
+    if any(r['heldout_acc'][0] is not None for r in rows): figs.insert(1, curves_band_figure(runs, 'heldout_acc'))
     html = ''.join(f.to_html(full_html=False, include_plotlyjs=(i == 0)) for i, f in enumerate(figs))
     import html as h
     (phase_dir/'report.html').write_text(f'<html><meta charset="utf-8"><body><pre>{h.escape(md)}</pre>{html}</body></html>', encoding='utf-8')

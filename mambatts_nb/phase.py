@@ -11,7 +11,7 @@ from .config import KERNEL_PAIRS, GRID, EMBED_WIDTHS, check_choice, check_positi
 from .runs import project_root, outputs_dir, write_json, is_finished, resolve_run_config
 
 # %% auto #0
-__all__ = ['PHASES', 'SCALES', 'SCALE_LR', 'phase_runs', 'run_phase']
+__all__ = ['PHASES', 'CONFIGS', 'PHASE_DEFAULTS', 'SCALES', 'SCALE_LR', 'phase_settings', 'phase_runs', 'run_phase']
 
 # %% ../nbs/14_phase.ipynb #1a614216
 PHASES = {
@@ -21,6 +21,15 @@ PHASES = {
     '4': [f'phase4-E{e}' for e in EMBED_WIDTHS],
     'tiny': ['tiny'],                                          # the workbench's default model, e.g. on the corpus protocol
 }
+# Phase 5, beyond the study: four backbones × flat or hierarchical codebook heads × forward or bidirectional text
+# encoder (the Mamba backbones; the transformer's attention already sees both ways), all at the tiny preset's size.
+CONFIGS = {f'{arch}-{heads}-{text}': dict(preset='tiny', arch=arch, heads=heads, text_direction=text)
+           for arch in ('pure', 'mamba2', 'hybrid', 'transformer') for heads in ('flat', 'hierarchical')
+           for text in (('forward',) if arch == 'transformer' else ('forward', 'bidirectional'))}
+PHASES['5'] = list(CONFIGS)
+# What a phase runs on unless told otherwise: phase 5 compares held-out accuracy, so it needs the corpus protocol and
+# enough steps and batch for its models to beat guessing (docs/results/phase5-cpu-corpus.md).
+PHASE_DEFAULTS = {'5': dict(data='corpus', steps=300, batch_size=8)}
 SCALES = ('cpu', 'study')
 # The learning rate of each scale: 3e-3 was chosen on the laptop-sized models; at study scale it made most of phase 2's
 # configurations collapse mid-run on an H100 (pure fell from 100% to 6% training accuracy), 1e-3 did not
@@ -36,8 +45,15 @@ def _cpu(name: str) -> dict:
     if name.startswith('phase4-E'): return dict(layers=1, hidden=192, embed_dim=int(name[8:]) // 4)
     return dict(layers=1, hidden=128)
 
-def phase_runs(phase: str, scale: str = 'cpu', seeds: int = 3, steps: int|None = None, data: str = 'fragment',
-               device: str = 'auto', only: list|None = None, batch_size: int = 1, lr: float|None = None,
+def phase_settings(phase: str, scale: str = 'cpu', steps: int|None = None, data: str|None = None,
+                   batch_size: int|None = None, lr: float|None = None) -> dict:
+    "Steps, data, batch size and learning rate of a phase: those given, else the phase's defaults, else the scale's."
+    d = PHASE_DEFAULTS.get(str(phase), {})
+    return dict(steps=steps or d.get('steps') or (1000 if scale == 'study' else 150), data=data or d.get('data', 'fragment'),
+                batch_size=batch_size or d.get('batch_size', 1), lr=lr or SCALE_LR[scale])
+
+def phase_runs(phase: str, scale: str = 'cpu', seeds: int = 3, steps: int|None = None, data: str|None = None,
+               device: str = 'auto', only: list|None = None, batch_size: int|None = None, lr: float|None = None,
                durations: str = 'exact') -> list:
     "The (run name, group, train.ipynb parameters) of every configuration × seed of `phase`; names by `resolve_run_config`."
     check_choice('phase', str(phase), list(PHASES)); check_choice('scale', scale, SCALES); check_positive('seeds', seeds)
@@ -46,27 +62,28 @@ def phase_runs(phase: str, scale: str = 'cpu', seeds: int = 3, steps: int|None =
         bad = [n for n in only if n not in names]
         if bad: raise ValueError(f"Unknown configuration(s) {bad} in phase {phase}; accepted: {', '.join(names)}")
         names = [n for n in names if n in only]
-    steps, lr = steps or (1000 if scale == 'study' else 150), lr or SCALE_LR[scale]
+    s = phase_settings(phase, scale, steps, data, batch_size, lr)
     runs = []
     for name in names:
+        config = CONFIGS.get(name, dict(preset=name))
         for seed in range(seeds):
-            p = dict(preset=name, steps=steps, seed=seed, data=data, device=device, batch_size=batch_size, lr=lr, durations=durations,
-                     **(_cpu(name) if scale == 'cpu' else {}))
+            p = dict(config, steps=s['steps'], seed=seed, data=s['data'], device=device, batch_size=s['batch_size'], lr=s['lr'],
+                     durations=durations, **(_cpu(config['preset']) if scale == 'cpu' else {}))
             run = resolve_run_config(**p)                      # validates, and names the run as train.ipynb would
             runs.append((run.name, run.group, dict(p, samples=False)))
     return runs
 
 # %% ../nbs/14_phase.ipynb #08c4d402
-def run_phase(phase: str, scale: str = 'cpu', seeds: int = 3, steps: int|None = None, data: str = 'fragment',
-              device: str = 'auto', only: list|None = None, out_dir=None, progress: bool = True, batch_size: int = 1,
+def run_phase(phase: str, scale: str = 'cpu', seeds: int = 3, steps: int|None = None, data: str|None = None,
+              device: str = 'auto', only: list|None = None, out_dir=None, progress: bool = True, batch_size: int|None = None,
               lr: float|None = None, durations: str = 'exact') -> dict:
     "Execute train.ipynb for every run of the phase into `<out_dir>/phase<phase>/`; returns {run name: status}."
     import papermill as pm
     nb = project_root(Path(__file__).parent if '__file__' in globals() else '.')/'nbs'/'train.ipynb'
     if not nb.is_file(): raise FileNotFoundError(f'{str(nb)!r} not found: run_phase needs the project checkout')
     phase_dir = Path(out_dir or outputs_dir())/f'phase{phase}'
-    lr = lr or SCALE_LR[scale]
-    runs = phase_runs(phase, scale, seeds, steps, data, device, only, batch_size, lr, durations)
+    s = phase_settings(phase, scale, steps, data, batch_size, lr)
+    runs = phase_runs(phase, scale, seeds, s['steps'], s['data'], device, only, s['batch_size'], s['lr'], durations)
     status, bar = {}, tqdm(runs, desc=f'phase {phase}', disable=not progress)
     for name, group, params in bar:
         run_dir = phase_dir/name
@@ -84,6 +101,5 @@ def run_phase(phase: str, scale: str = 'cpu', seeds: int = 3, steps: int|None = 
             write_json(run_dir/'failed.json', dict(run=name, group=group, params=params, error=f'{type(e).__name__}: {e}'[-4000:],
                                                   traceback=traceback.format_exc()[-4000:], seconds=time.perf_counter() - t))
             status[name] = 'failed'
-    write_json(phase_dir/'sweep.json', dict(phase=phase, scale=scale, seeds=seeds, steps=steps, data=data, batch_size=batch_size,
-                                            lr=lr, durations=durations, status=status))
+    write_json(phase_dir/'sweep.json', dict(phase=phase, scale=scale, seeds=seeds, **s, durations=durations, status=status))
     return status
