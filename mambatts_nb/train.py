@@ -4,10 +4,12 @@
 
 # %% ../nbs/09_train.ipynb #b073e1f5
 from __future__ import annotations
-import csv, json, math, time
+import csv, json, math, os, time
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
-import torch, torch.nn.functional as F
+import torch, torch.nn.functional as F, torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
 from safetensors.torch import save_file
 from tqdm.auto import tqdm
 from fastcore.script import call_parse
@@ -23,9 +25,9 @@ from .metrics import (token_accuracy, duration_accuracy, Milestones, StepTimer, 
 from .ssm import resolve_backend
 
 # %% auto #0
-__all__ = ['NO_DECAY', 'CKPT_FORMAT', 'COLUMNS', 'RESUMABLE', 'resolve_device', 'prepare_data', 'loss_fn', 'evaluate',
-           'heldout_audio', 'param_groups', 'save_checkpoint', 'load_checkpoint', 'Session', 'setup', 'restore',
-           'train_steps', 'train', 'finish', 'train_cli']
+__all__ = ['NO_DECAY', 'CKPT_FORMAT', 'COLUMNS', 'RESUMABLE', 'resolve_device', 'dist_env', 'dist_start', 'all_sum',
+           'prepare_data', 'loss_fn', 'evaluate', 'heldout_audio', 'param_groups', 'save_checkpoint', 'load_checkpoint',
+           'Session', 'setup', 'restore', 'train_steps', 'train', 'finish', 'train_cli']
 
 # %% ../nbs/09_train.ipynb #83104b30
 def resolve_device(name: str = 'auto') -> torch.device:
@@ -35,6 +37,24 @@ def resolve_device(name: str = 'auto') -> torch.device:
         raise ValueError("device 'cuda' requested but no CUDA GPU is available; use 'auto' or 'cpu'")
     if name not in ('cpu', 'cuda'): raise ValueError(f"Unknown device {name!r}; accepted: auto, cpu, cuda")
     return torch.device(name)
+
+def dist_env() -> tuple:
+    "(rank, world size) of this process as torchrun sets them; (0, 1) for a plain process."
+    return int(os.environ.get('RANK', 0)), int(os.environ.get('WORLD_SIZE', 1))
+
+def dist_start(device: torch.device) -> torch.device:
+    "Under torchrun, join the process group (NCCL on CUDA, gloo on the CPU) and return this rank's device."
+    if dist_env()[1] == 1: return device
+    if device.type == 'cuda': device = torch.device('cuda', int(os.environ.get('LOCAL_RANK', 0))); torch.cuda.set_device(device)
+    if not dist.is_initialized(): dist.init_process_group('nccl' if device.type == 'cuda' else 'gloo')
+    return device
+
+def all_sum(*xs, device) -> list:
+    "Each number summed over the ranks (the numbers themselves in a plain process)."
+    if dist_env()[1] == 1: return list(xs)
+    t = torch.tensor(xs, dtype=torch.float64, device=device)
+    dist.all_reduce(t)
+    return t.tolist()
 
 # %% ../nbs/09_train.ipynb #77ae1f6f
 def prepare_data(tcfg: TrainConfig, progress: bool = True):
@@ -184,31 +204,37 @@ class Session:
     milestones: Milestones = None
     heldout: dict = None               # the latest held-out evaluation of this session
     codec: object = None               # decodes held-out audio at the end
+    rank: int = 0                      # under torchrun: this process's rank; only rank 0 writes run files
+    world: int = 1                     # number of processes; each draws batch_size utterances of a global batch × world
+    ddp: object = None                 # the DistributedDataParallel wrapper that trains `model` when world > 1
 
-def _check_same_run(run_dir, mcfg, tcfg):
-    "Refuse to resume or skip a run directory that holds a different configuration."
+def _check_same_run(run_dir, mcfg, tcfg, world: int = 1):
+    "Refuse to resume or skip a run directory that holds a different configuration, or was trained by another number of processes."
     old = read_json(run_dir/'config.json')
     if old is None: return
+    if old.get('world_size', 1) != world:
+        raise ValueError(f"{run_dir} was trained by {old.get('world_size', 1)} process(es); resume it with as many, not {world}")
     key = lambda m, t: ({k: v for k, v in m.items() if k not in ('vocab_size', 'speakers')}, {k: v for k, v in t.items() if k not in RESUMABLE})
     if key(old['model'], old['train']) != key(*json.loads(json.dumps([asdict(mcfg), asdict(tcfg)]))):
         raise ValueError(f'{run_dir} holds a run with a different configuration; choose another run name or delete it')
 
 def setup(mcfg: ModelConfig, tcfg: TrainConfig, run_dir, preset: str = '', group: str|None = None, progress: bool = True) -> Session:
-    "Data, model, optimiser and sampler of a fresh run; writes config.json (with the guessing baselines)."
-    device = resolve_device(tcfg.device)
+    "Data, model, optimiser and sampler of a fresh run; writes config.json (with the guessing baselines) from rank 0."
+    device, (rank, world) = dist_start(resolve_device(tcfg.device)), dist_env()
     train_utts, held, vocab, codec = prepare_data(tcfg, progress)
     mcfg = ModelConfig(**{**asdict(mcfg), 'vocab_size': len(vocab), 'speakers': tuple(run_speakers(train_utts) or ())})
     base = code_baselines([u.codes for u in train_utts], [u.codes for u in (held or train_utts)])
     config = dict(preset=preset, group=group or run_dir.name, model=asdict(mcfg), train=asdict(tcfg),
                   backend=resolve_backend(mcfg.backend, device), device=str(device), codec=codec.label, codec_key=codec.key,
                   vocab=vocab.itos, n_train=len(train_utts), n_heldout=len(held), train_ids=[u.id for u in train_utts][:50],
-                  baselines=dict(on='heldout' if held else 'train', **base), record=run_record())
-    write_json(run_dir/'config.json', config)
+                  baselines=dict(on='heldout' if held else 'train', **base), record=run_record(), world_size=world)
+    if rank == 0: write_json(run_dir/'config.json', config)
     torch.manual_seed(tcfg.seed)
     model = TTSModel(mcfg).to(device)
     opt = torch.optim.AdamW(param_groups(model, tcfg.weight_decay), lr=tcfg.lr)
+    ddp = DistributedDataParallel(model, device_ids=[device.index] if device.type == 'cuda' else None) if world > 1 else None
     return Session(run_dir, config, model, opt, torch.Generator().manual_seed(tcfg.seed), train_utts, held, vocab, device,
-                   milestones=Milestones(), codec=codec)
+                   milestones=Milestones(), codec=codec, rank=rank, world=world, ddp=ddp)
 
 def _trim_csv(path, last_step):
     "Keep only rows up to `last_step` (steps after the last checkpoint are run again)."
@@ -224,32 +250,45 @@ def restore(s: Session) -> Session:
         torch.set_rng_state(ck['rng'].cpu()); s.sampler.set_state(ck['sampler'].cpu())   # RNG states are CPU bytes, wherever
         if ck['cuda_rng'] and s.device.type == 'cuda': torch.cuda.set_rng_state_all([t.cpu() for t in ck['cuda_rng']])  # the weights went
         s.step, s.wall0, s.milestones = ck['step'], ck['wall_s'], Milestones.from_dict(json.loads(ck['milestones']))
-        if metrics.exists(): _trim_csv(metrics, s.step)
-    if s.step == 0 or not metrics.exists(): write_csv(metrics, COLUMNS, [])
+        if metrics.exists() and s.rank == 0: _trim_csv(metrics, s.step)
+    if (s.step == 0 or not metrics.exists()) and s.rank == 0: write_csv(metrics, COLUMNS, [])
     return s
 
 # %% ../nbs/09_train.ipynb #bd76d77d
-def _sample(train, batch_size, g):
-    idx = torch.randint(len(train), (batch_size,), generator=g).tolist()
+def _sample(train, batch_size, g, rank: int = 0, world: int = 1):
+    "This rank's share of a global batch of batch_size × world utterances (every rank draws the same global batch)."
+    idx = torch.randint(len(train), (batch_size * world,), generator=g).tolist()[rank * batch_size:(rank + 1) * batch_size]
     return [train[i] for i in idx]
 
 def _cell(v): return '' if v is None else f'{v:.6g}' if isinstance(v, float) else v
 
+def _global_metrics(b, tok, dur, acc, dacc, device):
+    "The step's measures over the whole global batch: each rank's weighted by its frames (tokens) or phonemes (durations)."
+    n, p = b.frame_mask.sum().item(), b.phoneme_mask.sum().item()
+    v = all_sum(n, p, n * tok, p * dur, n * acc['acc'], n * acc['top10'], *(n * a for a in acc['acc_cb']), p * dacc, device=device)
+    n, p = v[0], v[1]
+    return n, v[2] / n, v[3] / p, dict(acc=v[4] / n, top10=v[5] / n, acc_cb=[x / n for x in v[6:-1]]), v[-1] / p
+
 def train_steps(s: Session, tcfg: TrainConfig, progress: bool = True):
-    "Train from `s.step + 1` to `tcfg.steps`, appending to metrics.csv and checkpointing every `ckpt_every` steps."
-    ckpt, amp = s.run_dir/'checkpoint.pt', tcfg.amp and s.device.type == 'cuda'
+    """Train from `s.step + 1` to `tcfg.steps`, appending to metrics.csv and checkpointing every `ckpt_every` steps.
+    Under torchrun every rank trains its share of each global batch; rank 0 evaluates and writes the files."""
+    ckpt, amp, lead = s.run_dir/'checkpoint.pt', tcfg.amp and s.device.type == 'cuda', s.rank == 0
     timer, t0, first = StepTimer(s.device), time.perf_counter() - s.wall0, s.step + 1
     log_every = max(1, tcfg.steps // 10)
     s.model.train()
-    with (s.run_dir/'metrics.csv').open('a', newline='') as f:
-        out = csv.writer(f)
-        bar = tqdm(range(first, tcfg.steps + 1), initial=s.step, total=tcfg.steps, desc=s.run_dir.name, disable=not progress)
+    with (s.run_dir/'metrics.csv').open('a', newline='') if lead else nullcontext() as f:
+        out = csv.writer(f) if lead else None
+        bar = tqdm(range(first, tcfg.steps + 1), initial=s.step, total=tcfg.steps, desc=s.run_dir.name, disable=not (progress and lead))
         for step in bar:
             def one_step():
-                b = collate(_sample(s.train_utts, tcfg.batch_size, s.sampler), s.vocab, s.model.cfg.speakers).to(s.device)
+                b = collate(_sample(s.train_utts, tcfg.batch_size, s.sampler, s.rank, s.world), s.vocab, s.model.cfg.speakers).to(s.device)
                 with timer('fwd'), torch.autocast(s.device.type, torch.bfloat16, enabled=amp):
-                    logits, log_dur, _ = _forward(s.model, b, teacher=True)
+                    logits, log_dur, _ = _forward(s.ddp or s.model, b, teacher=True)
                     loss, tok, dur = loss_fn(logits, log_dur, b, tcfg.dur_weight)
+                    if s.world > 1:   # DDP averages gradients over ranks: weight each rank's means so the average is the global batch's
+                        n, p = b.frame_mask.sum().item(), b.phoneme_mask.sum().item()
+                        n_all, p_all = all_sum(n, p, device=s.device)
+                        loss = s.world * (n / n_all * tok + tcfg.dur_weight * p / p_all * dur)
                 if not torch.isfinite(loss):
                     raise FloatingPointError(f'Loss became {loss.item()} at step {step}; stopped. The last good checkpoint '
                                              f'({ckpt.name}, if any) and metrics.csv are kept: lower lr or check the data.')
@@ -257,22 +296,22 @@ def train_steps(s: Session, tcfg: TrainConfig, progress: bool = True):
                     s.opt.zero_grad(set_to_none=True); loss.backward()
                 with timer('opt'):
                     torch.nn.utils.clip_grad_norm_(s.model.parameters(), tcfg.grad_clip); s.opt.step()
-                return b, logits, log_dur, loss, tok, dur
+                return b, logits, log_dur, tok, dur
             measure = step == first or s.device.type == 'cuda'        # the profiler is slow: once per session on a CPU
-            (b, logits, log_dur, loss, tok, dur), mem = (tensor_peak_mb(one_step, s.device, state_tensors(s.model, s.opt))
-                                                         if measure else (one_step(), None))
+            (b, logits, log_dur, tok, dur), mem = (tensor_peak_mb(one_step, s.device, state_tensors(s.model, s.opt))
+                                                   if measure else (one_step(), None))
             wall = time.perf_counter() - t0
-            acc = token_accuracy(logits, b.codes, b.frame_mask)
-            dacc = duration_accuracy(log_dur, b.durations, b.phoneme_mask)
+            n, tok, dur, acc, dacc = _global_metrics(b, tok.item(), dur.item(), token_accuracy(logits, b.codes, b.frame_mask),
+                                                     duration_accuracy(log_dur, b.durations, b.phoneme_mask), s.device)
             s.milestones.update(step, wall, acc['acc'], dacc)
+            if not lead: s.step = step; continue
             ev = evaluate(s.model, s.held, s.vocab, s.device) if s.held and (step % tcfg.eval_every == 0 or step == tcfg.steps) else {}
             if ev: s.heldout = ev
             step_ms = sum(timer.ms.values())
-            row = dict(step=step, wall_s=wall, loss=loss.item(), token_loss=tok.item(), dur_loss=dur.item(),
+            row = dict(step=step, wall_s=wall, loss=tok + tcfg.dur_weight * dur, token_loss=tok, dur_loss=dur,
                        acc=acc['acc'], top10=acc['top10'], dur_acc=dacc, **{f'acc_cb{k}': a for k, a in enumerate(acc['acc_cb'])},
                        fwd_ms=timer.ms['fwd'], bwd_ms=timer.ms['bwd'], opt_ms=timer.ms['opt'], step_ms=step_ms,
-                       tokens_per_s=b.frame_mask.sum().item() * N_CODEBOOKS / step_ms * 1000,
-                       tensor_peak_mb=mem, **ev)
+                       tokens_per_s=n * N_CODEBOOKS / step_ms * 1000, tensor_peak_mb=mem, **ev)
             out.writerow([_cell(row.get(c)) for c in COLUMNS])
             f.flush()
             bar.set_postfix(loss=f'{row["loss"]:.3f}', acc=f'{acc["acc"]:.3f}', dur=f'{dacc:.2f}')
@@ -289,15 +328,19 @@ def train_steps(s: Session, tcfg: TrainConfig, progress: bool = True):
 
 def train(mcfg: ModelConfig, tcfg: TrainConfig, run_dir, preset: str = '', progress: bool = True, group: str|None = None) -> dict:
     """Train one run into `run_dir` (resuming or skipping as its files say) and return its summary. The run directory
-    is locked for the whole run: a second process training into it stops at once, naming the holder."""
-    run_dir = Path(run_dir)
-    with run_lock(run_dir):
-        _check_same_run(run_dir, mcfg, tcfg)
-        if is_finished(run_dir, tcfg.steps):
-            if progress: print(f'{run_dir} is finished: skipped (delete it to train again)')
-            return read_summary(run_dir)
-        s = restore(setup(mcfg, tcfg, run_dir, preset, group, progress))
-        return finish(train_steps(s, tcfg, progress))
+    is locked for the whole run: a second process training into it stops at once, naming the holder. Under torchrun
+    (several processes, DDP) rank 0 holds the lock, writes every file and returns the summary; the other ranks return None."""
+    run_dir, (rank, world) = Path(run_dir), dist_env()
+    try:
+        with run_lock(run_dir) if rank == 0 else nullcontext():
+            _check_same_run(run_dir, mcfg, tcfg, world)
+            if is_finished(run_dir, tcfg.steps):
+                if progress and rank == 0: print(f'{run_dir} is finished: skipped (delete it to train again)')
+                return read_summary(run_dir) if rank == 0 else None
+            s = train_steps(restore(setup(mcfg, tcfg, run_dir, preset, group, progress and rank == 0)), tcfg, progress)
+            return finish(s) if rank == 0 else None
+    finally:
+        if dist.is_initialized(): dist.destroy_process_group()
 
 # %% ../nbs/09_train.ipynb #4915f958
 def _median(xs): return sorted(xs)[len(xs) // 2] if xs else None
@@ -357,13 +400,15 @@ def train_cli(preset: str = 'tiny',     # a named preset (tiny, phase1-*, phase2
               phase: str = 'train',     # results go to <out_dir>/<phase>/<run name>/
               run_name: str = None,     # default: the resolved run name
               out_dir: str = None):     # default: $MAMBATTS_OUTPUTS or the project's outputs/
-    "Train one run from the shell; prints where it went and its summary."
+    """Train one run from the shell (`mambatts train`, or `python -m mambatts_nb.train`); prints where it went and its
+    summary. `torchrun --nproc_per_node N -m mambatts_nb.train …` trains it with N processes (DDP), batch_size each."""
     run = resolve_run_config(preset, arch=arch, kernels=kernels, layers=layers, hidden=hidden, expand=expand, embed_dim=embed_dim,
                              heads=heads, text_direction=text_direction,
                              steps=steps, lr=lr, batch_size=batch_size, seed=seed, data=data, fragment=fragment, device=device,
                              durations=durations)
     run_dir = Path(out_dir or outputs_dir())/phase/(run_name or run.name)
     s = train(run.model, run.train, run_dir, run.preset, group=run.group)
+    if s is None: return run_dir                                 # a torchrun rank other than 0: rank 0 reports
     print(run_dir)
     print({k: s[k] for k in ('steps', 'final_acc', 'heldout_acc', 'step_95', 'ms_per_step', 'tensor_peak_mb', 'codec')})
     return run_dir
