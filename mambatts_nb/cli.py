@@ -13,8 +13,10 @@ from .generate import generate_cli
 from .bench import main as bench_main
 from .corpora import prepare_cli
 from .align import align_cli
+from .compare import report_cli
 
-COMMANDS = {'train': train_cli, 'generate': generate_cli, 'bench': bench_main, 'prepare': prepare_cli, 'align': align_cli}
+COMMANDS = {'train': train_cli, 'generate': generate_cli, 'bench': bench_main, 'prepare': prepare_cli, 'align': align_cli,
+            'report': report_cli}
 
 def main(argv=None):
     "Dispatch `mambatts <command> [args]` to the command's parser."

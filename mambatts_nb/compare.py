@@ -7,13 +7,14 @@ from __future__ import annotations
 import json, math
 from pathlib import Path
 from scipy import stats
+from fastcore.script import call_parse
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 from .runs import read_json, read_config, read_summary, read_milestones, read_metrics
 
 # %% auto #0
 __all__ = ['STUDY_RESULTS', 'STUDY_NOTES', 'curves_figure', 'write_curves', 'ci95', 'load_runs', 'phase_table', 'table_markdown',
-           'verdicts', 'curves_band_figure', 'milestones_figure', 'scatter_figure', 'write_report']
+           'verdicts', 'curves_band_figure', 'milestones_figure', 'scatter_figure', 'write_report', 'report_cli']
 
 # %% ../nbs/11_compare.ipynb #3be4f5ab
 def curves_figure(run_dirs) -> go.Figure:
@@ -75,10 +76,12 @@ def ci95(values):
     return m, stats.t.ppf(0.975, len(v) - 1) * sd / math.sqrt(len(v))
 
 def load_runs(phase_dir) -> list:
-    "Every run directory of a phase: name, group (from config.json, or failed.json for a run that failed before it), files."
+    """Every run directory of a phase: name, group (from config.json, or failed.json for a run that failed before it), files.
+    Folders with neither (submitit's logs, a run killed before it started) are not runs."""
     runs = []
     for d in sorted(p for p in Path(phase_dir).iterdir() if p.is_dir()):
         config, failed = read_config(d), read_json(d/'failed.json')
+        if config is None and failed is None: continue
         runs.append(dict(name=d.name, group=(config or failed or {}).get('group', d.name), dir=d, config=config,
                          summary=read_summary(d), failed=failed))
     return runs
@@ -119,8 +122,13 @@ def phase_table(runs) -> list:
                          acc_cb=[ci95([100 * s['acc_cb'][k] for s in ok])[0] for k in range(len(ok[0]['acc_cb']))] if ok else None,
                          heldout_cb=[ci95([100 * s['heldout_acc_cb'][k] for s in ok])[0] for k in range(len(ok[0]['heldout_acc_cb']))]
                                     if ok and ok[0].get('heldout_acc_cb') else None,
-                         errors=[r['failed']['error'][:200] for r in rs if r['failed']]))
+                         errors=[_last_line(r['failed']['error']) for r in rs if r['failed']]))
     return rows
+
+def _last_line(error: str) -> str:
+    "The line of an error that says what went wrong: the last one that is not a rule (papermill's start with banners)."
+    lines = [l.strip() for l in error.splitlines() if l.strip() and set(l.strip()) - set('-=')]
+    return (lines[-1] if lines else error)[:300]
 
 def _milestone_wall(run):
     "Wall seconds to the 95% milestone of a run dict (from load_runs), or None."
@@ -231,3 +239,10 @@ def write_report(phase_dir) -> Path:
     import html as h
     (phase_dir/'report.html').write_text(f'<html><meta charset="utf-8"><body><pre>{h.escape(md)}</pre>{html}</body></html>', encoding='utf-8')
     return phase_dir/'report.md'
+
+@call_parse
+def report_cli(phase_dir: str):   # a phase directory, e.g. outputs/phase3
+    "Write a phase's report.md and report.html from its run directories (after its cluster jobs ended, say); prints the path."
+    if not Path(phase_dir).is_dir(): raise FileNotFoundError(f'{phase_dir!r} is not a directory: give a phase directory such as outputs/phase3')
+    if not load_runs(phase_dir): raise ValueError(f'{phase_dir!r} holds no run directories (none has config.json or failed.json)')
+    print(write_report(phase_dir))

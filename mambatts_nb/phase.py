@@ -11,7 +11,8 @@ from .config import KERNEL_PAIRS, GRID, EMBED_WIDTHS, check_choice, check_positi
 from .runs import project_root, outputs_dir, write_json, is_finished, resolve_run_config
 
 # %% auto #0
-__all__ = ['PHASES', 'CONFIGS', 'PHASE_DEFAULTS', 'SCALES', 'SCALE_LR', 'phase_settings', 'phase_runs', 'run_phase']
+__all__ = ['PHASES', 'CONFIGS', 'PHASE_DEFAULTS', 'SCALES', 'SCALE_LR', 'EXECUTORS', 'phase_settings', 'phase_runs', 'run_one',
+           'run_phase']
 
 # %% ../nbs/14_phase.ipynb #1a614216
 PHASES = {
@@ -73,33 +74,73 @@ def phase_runs(phase: str, scale: str = 'cpu', seeds: int = 3, steps: int|None =
             runs.append((run.name, run.group, dict(p, samples=False)))
     return runs
 
+# %% ../nbs/14_phase.ipynb #2c3fbdf5
+EXECUTORS = ('local', 'slurm', 'submitit-local')
+
+def run_one(nb, phase_dir, name: str, group: str, params: dict) -> str:
+    """Execute `train.ipynb` for one run into `<phase_dir>/<name>/` → 'done', or 'failed' with its error in failed.json.
+    The body of the local sweep and of every cluster job alike."""
+    import papermill as pm
+    run_dir = Path(phase_dir)/name
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir/'failed.json').unlink(missing_ok=True)
+    t = time.perf_counter()
+    try:
+        pm.execute_notebook(nb, run_dir/'train.ipynb', parameters=dict(params, out_dir=str(Path(phase_dir).parent),
+                            phase=Path(phase_dir).name, run_name=name), cwd=str(Path(nb).parent), progress_bar=False, kernel_name='python3')
+        return 'done'
+    except Exception as e:
+        write_json(run_dir/'failed.json', dict(run=name, group=group, params=params, error=f'{type(e).__name__}: {e}'[-4000:],
+                                              traceback=traceback.format_exc()[-4000:], seconds=time.perf_counter() - t))
+        return 'failed'
+
+def _submitit(executor: str, folder, partition, gpus_per_job, time_min, array_parallelism):
+    "A submitit executor: SLURM (partition, GPUs per job, time limit, array parallelism), or submitit's local one (subprocesses)."
+    import submitit
+    if executor == 'slurm':
+        ex = submitit.AutoExecutor(folder=folder, cluster='slurm')
+        ex.update_parameters(timeout_min=time_min, slurm_partition=partition, gpus_per_node=gpus_per_job, tasks_per_node=1,
+                             cpus_per_task=8, slurm_array_parallelism=array_parallelism, name='mambatts')
+    else:
+        ex = submitit.LocalExecutor(folder=folder)
+        ex.update_parameters(timeout_min=time_min)
+    return ex
+
+def _collect(job, run_dir, name, group, params) -> str:
+    "Wait for a job; a job that died (killed, timed out, lost) is recorded in failed.json with the tail of its log."
+    try: return job.result()
+    except Exception as e:
+        log = '\n'.join(filter(None, [job.stdout(), job.stderr()]))[-4000:]
+        write_json(Path(run_dir)/'failed.json', dict(run=name, group=group, params=params, job_id=job.job_id,
+                                                     error=f'{type(e).__name__}: {e}'[-2000:], log_tail=log))
+        return 'failed'
+
 # %% ../nbs/14_phase.ipynb #08c4d402
 def run_phase(phase: str, scale: str = 'cpu', seeds: int = 3, steps: int|None = None, data: str|None = None,
               device: str = 'auto', only: list|None = None, out_dir=None, progress: bool = True, batch_size: int|None = None,
-              lr: float|None = None, durations: str = 'exact') -> dict:
-    "Execute train.ipynb for every run of the phase into `<out_dir>/phase<phase>/`; returns {run name: status}."
-    import papermill as pm
+              lr: float|None = None, durations: str = 'exact', executor: str = 'local', partition: str|None = None,
+              gpus_per_job: int = 1, time_min: int = 120, array_parallelism: int = 16) -> dict:
+    """Execute train.ipynb for every run of the phase into `<out_dir>/phase<phase>/`, here or as cluster jobs (`executor`);
+    returns {run name: 'done' | 'failed' | 'skipped'} once every run has ended."""
+    check_choice('executor', executor, EXECUTORS)
     nb = project_root(Path(__file__).parent if '__file__' in globals() else '.')/'nbs'/'train.ipynb'
     if not nb.is_file(): raise FileNotFoundError(f'{str(nb)!r} not found: run_phase needs the project checkout')
     phase_dir = Path(out_dir or outputs_dir())/f'phase{phase}'
     s = phase_settings(phase, scale, steps, data, batch_size, lr)
     runs = phase_runs(phase, scale, seeds, s['steps'], s['data'], device, only, s['batch_size'], s['lr'], durations)
-    status, bar = {}, tqdm(runs, desc=f'phase {phase}', disable=not progress)
-    for name, group, params in bar:
-        run_dir = phase_dir/name
-        bar.set_postfix_str(name)
-        if is_finished(run_dir, params['steps']):
-            status[name] = 'skipped'; continue
-        run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir/'failed.json').unlink(missing_ok=True)
-        t = time.perf_counter()
-        try:
-            pm.execute_notebook(nb, run_dir/'train.ipynb', parameters=dict(params, out_dir=str(phase_dir.parent),
-                                phase=phase_dir.name, run_name=name), cwd=str(nb.parent), progress_bar=False, kernel_name='python3')
-            status[name] = 'done'
-        except Exception as e:
-            write_json(run_dir/'failed.json', dict(run=name, group=group, params=params, error=f'{type(e).__name__}: {e}'[-4000:],
-                                                  traceback=traceback.format_exc()[-4000:], seconds=time.perf_counter() - t))
-            status[name] = 'failed'
-    write_json(phase_dir/'sweep.json', dict(phase=phase, scale=scale, seeds=seeds, **s, durations=durations, status=status))
+    status = {name: 'skipped' for name, _, params in runs if is_finished(phase_dir/name, params['steps'])}
+    todo = [r for r in runs if r[0] not in status]
+    if executor == 'local':
+        bar = tqdm(todo, desc=f'phase {phase}', disable=not progress)
+        for name, group, params in bar:
+            bar.set_postfix_str(name)
+            status[name] = run_one(nb, phase_dir, name, group, params)
+    elif todo:
+        ex = _submitit(executor, phase_dir/'submitit', partition, gpus_per_job, time_min, array_parallelism)
+        with ex.batch(): jobs = [ex.submit(run_one, nb, phase_dir, *r) for r in todo]
+        write_json(phase_dir/'jobs.json', {r[0]: j.job_id for r, j in zip(todo, jobs)})
+        for (name, group, params), job in tqdm(list(zip(todo, jobs)), desc=f'phase {phase} jobs', disable=not progress):
+            status[name] = _collect(job, phase_dir/name, name, group, params)
+    status = {name: status[name] for name, _, _ in runs}                   # in the phase's order
+    write_json(phase_dir/'sweep.json', dict(phase=phase, scale=scale, seeds=seeds, **s, durations=durations, executor=executor, status=status))
     return status

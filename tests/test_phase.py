@@ -1,7 +1,7 @@
-"Phase sweeps: executed notebooks, skip-finished, failure recording; exact resume after kill -9; determinism."
-import csv, json, os, signal, subprocess, sys, time
+"Phase sweeps: executed notebooks, skip-finished, failure recording, submitit jobs (killed and resubmitted); exact resume after kill -9; determinism."
+import csv, json, os, signal, subprocess, sys, threading, time
 from pathlib import Path
-import pytest, torch
+import psutil, pytest, torch
 from mambatts_nb.phase import run_phase
 from mambatts_nb.config import model_config, TrainConfig
 from mambatts_nb.train import train
@@ -18,10 +18,39 @@ def test_phase_runs_skips_finished_and_records_failures(tmp_path):
     assert json.loads((run/'config.json').read_text())['model']['kernels'] == [3, 5]
     assert run_phase('1', seeds=1, steps=3, only=['phase1-hybrid'], out_dir=tmp_path, progress=False) == {'phase1-hybrid-L1-H128-fragment-s0': 'skipped'}
     if torch.cuda.is_available(): pytest.skip('the failure below is provoked by asking for CUDA on a CPU machine')
-    status = run_phase('1', seeds=1, steps=3, only=['phase1-transformer'], device='cuda', out_dir=tmp_path, progress=False)
+    # the same failure inside a submitit job (a real subprocess): recorded in failed.json, the sweep goes on
+    status = run_phase('1', seeds=1, steps=3, device='cuda', out_dir=tmp_path, progress=False, executor='submitit-local')
     failed = json.loads((tmp_path/'phase1'/'phase1-transformer-L1-H128-fragment-s0'/'failed.json').read_text())
-    assert status == {'phase1-transformer-L1-H128-fragment-s0': 'failed'} and "device 'cuda' requested" in failed['error']
-    assert json.loads((tmp_path/'phase1'/'sweep.json').read_text())['status'] == status
+    assert status == {'phase1-transformer-L1-H128-fragment-s0': 'failed', 'phase1-hybrid-L1-H128-fragment-s0': 'skipped'}
+    assert "device 'cuda' requested" in failed['error']
+    sweep = json.loads((tmp_path/'phase1'/'sweep.json').read_text())
+    assert sweep['status'] == status and sweep['executor'] == 'submitit-local'
+    assert set(json.loads((tmp_path/'phase1'/'jobs.json').read_text())) == {'phase1-transformer-L1-H128-fragment-s0'}
+    from mambatts_nb.compare import load_runs
+    assert [r['name'] for r in load_runs(tmp_path/'phase1')] == sorted(status)     # submitit's folder is not a run
+    from mambatts_nb.cli import main                                                # the report, later, from the shell
+    assert not (tmp_path/'phase1'/'report.md').exists()
+    main(['report', str(tmp_path/'phase1')])
+    report = (tmp_path/'phase1'/'report.md').read_text()
+    assert 'phase1-hybrid-L1-H128-fragment' in report and "device 'cuda' requested" in report
+    with pytest.raises(FileNotFoundError, match="'/no/such' is not a directory"): main(['report', '/no/such'])
+
+def test_a_killed_submitit_job_is_recorded_and_resubmitting_finishes_it(tmp_path):
+    run = tmp_path/'phase1'/'phase1-hybrid-L1-H128-fragment-s0'
+    def kill_when_training():
+        while not ((run/'metrics.csv').exists() and len((run/'metrics.csv').read_text().splitlines()) > 3): time.sleep(0.05)
+        for job in psutil.Process().children():                  # submitit's job process and everything it started
+            if 'submitit' in ' '.join(job.cmdline()):
+                for p in job.children(recursive=True) + [job]: p.send_signal(signal.SIGKILL)
+    killer = threading.Thread(target=kill_when_training, daemon=True); killer.start()
+    args = dict(seeds=1, steps=40, only=['phase1-hybrid'], out_dir=tmp_path, progress=False, executor='submitit-local')
+    assert run_phase('1', **args) == {run.name: 'failed'}
+    failed = json.loads((run/'failed.json').read_text())
+    assert failed['job_id'] and 'log_tail' in failed and not (run/'summary.json').exists()
+    assert run_phase('1', **args) == {run.name: 'done'}          # resubmitted: resumes the run and finishes it
+    assert not (run/'failed.json').exists() and json.loads((run/'summary.json').read_text())['steps'] == 40
+    assert [r['step'] for r in rows(run)] == [str(s) for s in range(1, 41)]
+    assert run_phase('1', **args) == {run.name: 'skipped'}
 
 def test_same_seed_gives_identical_metrics(tmp_path):
     cfg = model_config('tiny', d_model=48, text_layers=1, audio_layers=1)
@@ -46,3 +75,14 @@ def test_resume_after_kill_9_is_exact(tmp_path):
     n_before = len(rows(killed))
     subprocess.run([sys.executable, '-c', SCRIPT, str(killed), '60'], check=True)
     assert 10 <= n_before < 60 and rows(killed) == rows(tmp_path/'whole')
+
+def test_slurm_executor_passes_partition_gpus_time_and_array_parallelism(tmp_path, monkeypatch):
+    "No SLURM controller here: a stand-in `srun` on PATH lets submitit build its SLURM executor, whose sbatch parameters are checked."
+    from mambatts_nb.phase import _submitit
+    with pytest.raises(RuntimeError, match='srun'): _submitit('slurm', tmp_path/'s', 'gpu', 1, 90, 24)
+    (tmp_path/'bin').mkdir(); srun = tmp_path/'bin'/'srun'; srun.write_text('#!/bin/sh\nexit 0\n'); srun.chmod(0o755)
+    monkeypatch.setenv('PATH', f"{tmp_path/'bin'}{os.pathsep}{os.environ['PATH']}")
+    params = _submitit('slurm', tmp_path/'s', 'gpu', 2, 90, 24)._executor.parameters
+    assert {k: params[k] for k in ('partition', 'gpus_per_node', 'time', 'array_parallelism')} == dict(partition='gpu', gpus_per_node=2, time=90, array_parallelism=24)
+    with pytest.raises(ValueError, match="Unknown executor 'kubernetes'; accepted: local, slurm, submitit-local"):
+        run_phase('1', executor='kubernetes', out_dir=tmp_path)
