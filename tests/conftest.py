@@ -1,4 +1,5 @@
-import pytest, torch
+from pathlib import Path
+import papermill as pm, pytest, torch
 from mambatts_nb.data import default_codec, load_corpus, corpus_vocab
 
 @pytest.fixture(scope='session')
@@ -9,3 +10,11 @@ def utts(codec): return load_corpus(range(6), codec, progress=False)
 
 @pytest.fixture(scope='session')
 def vocab(): return corpus_vocab()
+
+@pytest.fixture(scope='session')
+def short_run_root(tmp_path_factory):
+    "A 3-step run of train.ipynb with its samples, in <root>/train/: what the dashboard tests open (they only read it)."
+    root, nbs = tmp_path_factory.mktemp('short'), Path(__file__).resolve().parents[1]/'nbs'
+    pm.execute_notebook(nbs/'train.ipynb', root/'executed.ipynb', parameters=dict(out_dir=str(root), steps=3), kernel_name='python3',
+                        progress_bar=False, cwd=str(nbs))
+    return root

@@ -5,13 +5,13 @@ import psutil, pytest
 from mambatts_nb.config import model_config, TrainConfig
 from mambatts_nb.train import train
 
-# The tiny model at width 32, the corpus protocol with 2 held-out sentences, a checkpoint every 3 steps.
+# The tiny model at width 32, the corpus protocol with 1 held-out sentence, a checkpoint every 3 steps.
 JOB = """
 import sys
 from mambatts_nb.config import model_config, TrainConfig
 from mambatts_nb.train import train
 batch, run_dir = int(sys.argv[1]), sys.argv[2]
-train(model_config('tiny', d_model=32, text_layers=1, audio_layers=1), TrainConfig(data='corpus', heldout=2, steps=8, ckpt_every=3,
+train(model_config('tiny', d_model=32, text_layers=1, audio_layers=1), TrainConfig(data='corpus', heldout=1, steps=8, ckpt_every=3,
       batch_size=batch, lr=3e-3, seed=0), run_dir, progress=False)
 """
 SAME = ['loss', 'token_loss', 'dur_loss', 'acc', 'top10', 'dur_acc', *(f'acc_cb{k}' for k in range(8)), 'heldout_acc', 'heldout_ce']
@@ -52,6 +52,6 @@ def test_two_processes_train_as_one_with_the_same_global_batch_and_resume_after_
     # resuming it with another number of processes is refused, and nothing it wrote changes
     before = (two/'metrics.csv').read_bytes()
     with pytest.raises(ValueError, match=r'was trained by 2 process\(es\); resume it with as many, not 1'):
-        train(model_config('tiny', d_model=32, text_layers=1, audio_layers=1), TrainConfig(data='corpus', heldout=2, steps=10, ckpt_every=3,
+        train(model_config('tiny', d_model=32, text_layers=1, audio_layers=1), TrainConfig(data='corpus', heldout=1, steps=10, ckpt_every=3,
               batch_size=2, lr=3e-3, seed=0), two, progress=False)
     assert (two/'metrics.csv').read_bytes() == before

@@ -38,18 +38,18 @@ def test_phase_runs_skips_finished_and_records_failures(tmp_path):
 def test_a_killed_submitit_job_is_recorded_and_resubmitting_finishes_it(tmp_path):
     run = tmp_path/'phase1'/'phase1-hybrid-L1-H128-fragment-s0'
     def kill_when_training():
-        while not ((run/'metrics.csv').exists() and len((run/'metrics.csv').read_text().splitlines()) > 3): time.sleep(0.05)
+        while not ((run/'metrics.csv').exists() and len((run/'metrics.csv').read_text().splitlines()) > 2): time.sleep(0.05)
         for job in psutil.Process().children():                  # submitit's job process and everything it started
             if 'submitit' in ' '.join(job.cmdline()):
                 for p in job.children(recursive=True) + [job]: p.send_signal(signal.SIGKILL)
     killer = threading.Thread(target=kill_when_training, daemon=True); killer.start()
-    args = dict(seeds=1, steps=40, only=['phase1-hybrid'], out_dir=tmp_path, progress=False, executor='submitit-local')
+    args = dict(seeds=1, steps=12, only=['phase1-hybrid'], out_dir=tmp_path, progress=False, executor='submitit-local')
     assert run_phase('1', **args) == {run.name: 'failed'}
     failed = json.loads((run/'failed.json').read_text())
     assert failed['job_id'] and 'log_tail' in failed and not (run/'summary.json').exists()
     assert run_phase('1', **args) == {run.name: 'done'}          # resubmitted: resumes the run and finishes it
-    assert not (run/'failed.json').exists() and json.loads((run/'summary.json').read_text())['steps'] == 40
-    assert [r['step'] for r in rows(run)] == [str(s) for s in range(1, 41)]
+    assert not (run/'failed.json').exists() and json.loads((run/'summary.json').read_text())['steps'] == 12
+    assert [r['step'] for r in rows(run)] == [str(s) for s in range(1, 13)]
     assert run_phase('1', **args) == {run.name: 'skipped'}
 
 def test_same_seed_gives_identical_metrics(tmp_path):
@@ -65,16 +65,16 @@ train(model_config('tiny', d_model=64, text_layers=1, audio_layers=1), TrainConf
 """
 
 def test_resume_after_kill_9_is_exact(tmp_path):
-    subprocess.run([sys.executable, '-c', SCRIPT, str(tmp_path/'whole'), '60'], check=True)
+    subprocess.run([sys.executable, '-c', SCRIPT, str(tmp_path/'whole'), '30'], check=True)
     killed = tmp_path/'killed'
-    p = subprocess.Popen([sys.executable, '-c', SCRIPT, str(killed), '60'])
+    p = subprocess.Popen([sys.executable, '-c', SCRIPT, str(killed), '30'])
     deadline = time.time() + 120
     while not (killed/'checkpoint.pt').exists() and p.poll() is None and time.time() < deadline: time.sleep(0.02)
     os.kill(p.pid, signal.SIGKILL); p.wait()
     assert not (killed/'summary.json').exists(), 'the run finished before it could be killed'
     n_before = len(rows(killed))
-    subprocess.run([sys.executable, '-c', SCRIPT, str(killed), '60'], check=True)
-    assert 10 <= n_before < 60 and rows(killed) == rows(tmp_path/'whole')
+    subprocess.run([sys.executable, '-c', SCRIPT, str(killed), '30'], check=True)
+    assert 10 <= n_before < 30 and rows(killed) == rows(tmp_path/'whole')
 
 def test_slurm_executor_passes_partition_gpus_time_and_array_parallelism(tmp_path, monkeypatch):
     "No SLURM controller here: a stand-in `srun` on PATH lets submitit build its SLURM executor, whose sbatch parameters are checked."

@@ -115,10 +115,9 @@ def test_mambatts_generate_cli_writes_a_wav(tmp_path):
     r = subprocess.run([str(cli), 'generate', 'Litwo!', '--run', str(tmp_path/'nope')], capture_output=True, text=True)
     assert r.returncode != 0 and "config.json' not found" in r.stderr
 
-def test_listen_notebook_renders_dashboard_with_audio(tmp_path):
-    run_notebook(tmp_path, steps=3)                               # a short run with samples in tmp_path/train
+def test_listen_notebook_renders_dashboard_with_audio(tmp_path, short_run_root):
     out = tmp_path/'listen.ipynb'
-    pm.execute_notebook(ROOT/'nbs'/'listen.ipynb', out, parameters=dict(root=str(tmp_path)), kernel_name='python3',
+    pm.execute_notebook(ROOT/'nbs'/'listen.ipynb', out, parameters=dict(root=str(short_run_root)), kernel_name='python3',
                         progress_bar=False, cwd=str(ROOT/'nbs'))
     nb = json.loads(out.read_text())
     views = [o for c in nb['cells'] for o in c.get('outputs', []) if 'application/vnd.jupyter.widget-view+json' in o.get('data', {})]
