@@ -4,14 +4,15 @@
 
 # %% ../nbs/13_bench.ipynb #71e0bfa6
 from __future__ import annotations
-import ctypes, importlib.metadata, os, statistics, threading, time
+import ctypes, dataclasses, importlib.metadata, os, statistics, threading, time
 import psutil, torch
 from fastcore.script import call_parse
 from .blocks import MambaMixer, Mamba2Mixer, make_block
-from .config import ModelConfig, model_config
+from .config import ModelConfig, check_choice
 from .ssm import resolve_backend
 from .model import TTSModel
-from .train import resolve_device, loss_fn
+from .train import resolve_device, loss_fn, _forward as train_forward
+from .phase import PHASES, config_model
 from .data import Utterance, synth_utterance, corpus_sentences, corpus_vocab, default_codec, collate
 from .codec import FRAME_RATE
 
@@ -181,25 +182,28 @@ def fragment(seconds: float = 10.0) -> Utterance:
     return u
 
 def bench_models(presets=('tiny', 'phase2-pure', 'L4_H768_E1.5'), seconds: float = 10.0, repeat: int = 3,
-                 device='auto', backend: str = 'auto', amp: bool = True) -> list:
-    """ms per training step (forward, backward, AdamW) of each preset on one fragment of `seconds` (bf16 autocast on CUDA
-    when `amp`), the presets timed round-robin in one `time_side_by_side` call, so their ratios share the machine's state."""
+                 device='auto', backend: str = 'auto', amp: bool = True, batch: int = 1, scale: str = 'study') -> list:
+    """ms per training step (forward, backward, AdamW) of each preset or phase configuration (`phase.config_model` at
+    `scale`) on a batch of `batch` copies of one fragment of `seconds` (bf16 autocast on CUDA when `amp`) — the training
+    loss's step, teacher forcing included — timed round-robin in one `time_side_by_side` call, so their ratios share the
+    machine's state."""
     device = resolve_device(device) if isinstance(device, str) else torch.device(device)
     vocab, u = corpus_vocab(), fragment(seconds)
-    b = collate([u], vocab).to(device)
+    b = collate([u] * batch, vocab).to(device)
     def trainer(p):
         torch.manual_seed(0)
-        model = TTSModel(model_config(p, vocab_size=len(vocab), backend=backend)).to(device)
+        cfg = dataclasses.replace(config_model(p, scale), vocab_size=len(vocab), backend=backend)
+        model = TTSModel(cfg).to(device)
         opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
         def step():
             with torch.autocast(device.type, torch.bfloat16, enabled=amp and device.type == 'cuda'):
-                logits, log_dur, _ = model(b.phonemes, b.phoneme_mask, b.durations, b.codes, b.frame_mask)
+                logits, log_dur, _ = train_forward(model, b, teacher=True)
                 loss = loss_fn(logits, log_dur, b)[0]
             opt.zero_grad(); loss.backward(); opt.step()
         return model.param_split()['total'], step
     steps = {p: trainer(p) for p in presets}
     res = time_side_by_side({p: f for p, (_, f) in steps.items()}, device, repeat)
-    return [dict(preset=p, params=n, frames=u.n_frames, device=str(device), step_ms=res[p][0], peak_mb=res[p][1])
+    return [dict(preset=p, params=n, frames=u.n_frames * batch, device=str(device), step_ms=res[p][0], peak_mb=res[p][1])
             for p, (n, _) in steps.items()]
 
 # %% ../nbs/13_bench.ipynb #2f27826a
@@ -226,8 +230,11 @@ def main(what: str = 'all',              # blocks, models or all
          d_models: str = '256,768',      # comma-separated d_model values for the block benchmark
          lengths: str = '512,1024,4096', # comma-separated sequence lengths
          batch: int = 2,                 # batch size for the block benchmark
-         presets: str = 'tiny,phase2-pure,L4_H768_E1.5',  # presets for the whole-model step
+         presets: str = 'tiny,phase2-pure,L4_H768_E1.5',  # presets (or phase configurations) for the whole-model step
+         phase: str = None,              # time every configuration of this phase instead of `presets` (e.g. 5)
+         scale: str = 'study',           # size of phase configurations: study (as published) or cpu (as the cpu sweeps)
          seconds: float = 10.0,          # fragment length for the whole-model step
+         model_batch: int = 1,           # copies of the fragment per whole-model step
          repeat: int = 3,                # timed repetitions (median)
          device: str = 'auto',           # auto, cpu or cuda
          backend: str = 'auto'):         # selective scan backend for our blocks
@@ -242,5 +249,7 @@ def main(what: str = 'all',              # blocks, models or all
         print('\n' + markdown(rows, block_labels(dev)))
         print('\nTime relative to the shortest length (ours):', {d: {l: round(v, 2) for l, v in g.items()} for d, g in growth(rows).items()})
     if what in ('models', 'all'):
-        print(f'\n## Whole-model training step on one {seconds:.0f} s fragment\n\n'
-              + markdown(bench_models(presets.split(','), seconds, repeat, dev, backend)))
+        names = PHASES[check_choice('phase', str(phase), list(PHASES))] if phase else presets.split(',')
+        print(f'\n## Whole-model training step on {model_batch} × one {seconds:g} s fragment'
+              + (f' (phase {phase}, {scale} scale)' if phase else '') + '\n\n'
+              + markdown(bench_models(names, seconds, repeat, dev, backend, batch=model_batch, scale=scale)))

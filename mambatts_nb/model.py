@@ -131,14 +131,17 @@ class TTSModel(nn.Module):
         return torch.tensor([names.index(name)])
 
     def head_logits(self, x, codes=None):
-        """Logits (b, 8, t, V) of hidden frames x (b, t, d). Flat heads each read x. Hierarchical: head k reads x plus the
+        """Logits (b, 8, t, V) of hidden frames x (b, t, d), as a view of a (b, t, 8, V) tensor (the layout `loss_fn` reads
+        without a copy). Flat heads are one matmul, their weights side by side. Hierarchical: head k reads x plus the
         embeddings of codebooks < k — the true `codes` (b, 8, t) when given (teacher forcing), else the heads' own argmax."""
+        if self.code_embeds is None:
+            w, b = torch.cat([h.weight for h in self.heads]), torch.cat([h.bias for h in self.heads])
+            return F.linear(x, w, b).unflatten(-1, (len(self.heads), -1)).transpose(1, 2)
         out = []
         for k, head in enumerate(self.heads):
-            if k and self.code_embeds is not None:
-                x = x + self.code_embeds[k - 1](codes[:, k - 1] if codes is not None else out[-1].argmax(-1))
+            if k: x = x + self.code_embeds[k - 1](codes[:, k - 1] if codes is not None else out[-1].argmax(-1))
             out.append(head(x))
-        return torch.stack(out, 1)
+        return torch.stack(out, 2).transpose(1, 2)
 
     def forward(self, phonemes, phoneme_mask, durations, ref_codes, ref_mask, speakers=None, codes=None):
         """Teacher-forced durations (and, for hierarchical heads, lower codebooks `codes` (b, 8, t) when given).

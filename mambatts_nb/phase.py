@@ -7,12 +7,12 @@ from __future__ import annotations
 import time, traceback
 from pathlib import Path
 from tqdm.auto import tqdm
-from .config import KERNEL_PAIRS, GRID, EMBED_WIDTHS, check_choice, check_positive
+from .config import KERNEL_PAIRS, GRID, EMBED_WIDTHS, PRESETS, ModelConfig, check_choice, check_positive
 from .runs import project_root, outputs_dir, write_json, is_finished, resolve_run_config
 
 # %% auto #0
-__all__ = ['PHASES', 'CONFIGS', 'PHASE_DEFAULTS', 'SCALES', 'SCALE_LR', 'EXECUTORS', 'phase_settings', 'phase_runs', 'run_one',
-           'run_phase']
+__all__ = ['PHASES', 'CONFIGS', 'PHASE_DEFAULTS', 'SCALES', 'SCALE_LR', 'EXECUTORS', 'config_params', 'config_model',
+           'phase_settings', 'phase_runs', 'run_one', 'run_phase']
 
 # %% ../nbs/14_phase.ipynb #1a614216
 PHASES = {
@@ -46,6 +46,19 @@ def _cpu(name: str) -> dict:
     if name.startswith('phase4-E'): return dict(layers=1, hidden=192, embed_dim=int(name[8:]) // 4)
     return dict(layers=1, hidden=128)
 
+def config_params(name: str, scale: str = 'cpu') -> dict:
+    "The `resolve_run_config` model arguments of a configuration (a name in `CONFIGS`, or a preset) at `scale`."
+    if name not in CONFIGS and name not in PRESETS:
+        raise ValueError(f"Unknown configuration {name!r}; accepted: a preset ({', '.join(PRESETS)}) "
+                         f"or a phase configuration ({', '.join(CONFIGS)})")
+    check_choice('scale', scale, SCALES)
+    config = CONFIGS.get(name, dict(preset=name))
+    return dict(config, **(_cpu(config['preset']) if scale == 'cpu' else {}))
+
+def config_model(name: str, scale: str = 'cpu') -> ModelConfig:
+    "The `ModelConfig` a phase trains for configuration `name` at `scale` (what the benchmark times beside the runs)."
+    return resolve_run_config(**config_params(name, scale)).model
+
 def phase_settings(phase: str, scale: str = 'cpu', steps: int|None = None, data: str|None = None,
                    batch_size: int|None = None, lr: float|None = None) -> dict:
     "Steps, data, batch size and learning rate of a phase: those given, else the phase's defaults, else the scale's."
@@ -66,10 +79,9 @@ def phase_runs(phase: str, scale: str = 'cpu', seeds: int = 3, steps: int|None =
     s = phase_settings(phase, scale, steps, data, batch_size, lr)
     runs = []
     for name in names:
-        config = CONFIGS.get(name, dict(preset=name))
         for seed in range(seeds):
-            p = dict(config, steps=s['steps'], seed=seed, data=s['data'], device=device, batch_size=s['batch_size'], lr=s['lr'],
-                     durations=durations, **(_cpu(config['preset']) if scale == 'cpu' else {}))
+            p = dict(config_params(name, scale), steps=s['steps'], seed=seed, data=s['data'], device=device,
+                     batch_size=s['batch_size'], lr=s['lr'], durations=durations)
             run = resolve_run_config(**p)                      # validates, and names the run as train.ipynb would
             runs.append((run.name, run.group, dict(p, samples=False)))
     return runs

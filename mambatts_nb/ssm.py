@@ -6,7 +6,7 @@
 from __future__ import annotations
 import torch
 import torch.nn.functional as F
-import importlib.util, os
+import importlib.util, math, os
 
 import numpy as np
 try:   # the fused CPU kernel
@@ -67,94 +67,148 @@ class LinearScan(torch.autograd.Function):
 def linear_scan(a, b, h0=None): return LinearScan.apply(a, b, h0)
 
 # %% ../nbs/05_ssm.ipynb #13278958
-_CHUNK = 64
+_CHUNK, _LANES = 64, 32                 # time steps per checkpoint; channels per job (SIMD lanes × unrolling)
 
 if numba is not None:
+    from numba import types
+    from numba.extending import intrinsic, overload
+
+    @intrinsic
+    def _f32_from_bits(typingctx, i):
+        "The float32 whose bits are the int32 `i` (a bit cast, which vectorises)."
+        def codegen(context, builder, signature, args): return builder.bitcast(args[0], context.get_value_type(types.float32))
+        return types.float32(types.int32), codegen
+
+    _LOG2E, _LN2_HI, _LN2_LO = np.float32(1.44269504088896341), np.float32(0.693359375), np.float32(-2.12194440e-4)
+    _P0, _P1, _P2, _P3, _P4, _P5 = (np.float32(c) for c in (1.9875691500e-4, 1.3981999507e-3, 8.3334519073e-3,
+                                                           4.1665795894e-2, 1.6666665459e-1, 5.0000001201e-1))
+    _EXP_LO, _HALF, _ONE, _BIAS, _SHIFT = np.float32(-87.3), np.float32(0.5), np.float32(1.0), np.int32(127), np.int32(23)
+
+    def _exp(x): return math.exp(x)
+
+    @overload(_exp, inline='always', fastmath=True)
+    def _exp_impl(x):
+        "exp inside the kernels: Cephes' expf in plain arithmetic for float32 (vectorises), math.exp for float64."
+        if x != types.float32: return lambda x: math.exp(x)
+        def expf(x):          # Cody-Waite reduction by ln 2, degree-6 polynomial, 2^n by bit cast; x ≥ -87.3 (below: 2^-126)
+            x = max(x, _EXP_LO)
+            n = np.floor(x * _LOG2E + _HALF)
+            r = x - n * _LN2_HI - n * _LN2_LO
+            p = (((((_P0 * r + _P1) * r + _P2) * r + _P3) * r + _P4) * r + _P5) * r * r + r + _ONE
+            return p * _f32_from_bits((np.int32(n) + _BIAS) << _SHIFT)
+        return expf
+
+    @njit(fastmath=True, cache=True)
+    def _exp_all(x):
+        "`_exp` over a 1-d array (for its test)."
+        y = np.empty_like(x)
+        for i in range(x.size): y[i] = _exp(x[i])
+        return y
+
     @njit(parallel=True, cache=True, fastmath=True, nogil=True)
-    def _fused_fwd(u, delta, A, Bt, Ct, h0, K):
-        "u, delta (b, d, l); A (d, n); Bt, Ct (b, l, n); h0 (b, d, n) → y (b, d, l), chunk states, last state."
-        b, d, l = u.shape
-        n = A.shape[1]
-        y = np.empty_like(u)
-        ck = np.empty((b, d, (l + K - 1) // K, n), dtype=u.dtype)
-        last = np.empty_like(h0)
-        for bd in prange(b * d):
-            bi, di = bd // d, bd % d
-            h = h0[bi, di].copy()
+    def _fused_fwd(u, delta, At, Bt, Ct, h0, K, W):
+        """u, delta (b, l, d); At (n, d); Bt, Ct (b, l, n); h0 (b, n, d) → y (b, l, d), the state at the start of every
+        K-step chunk (b, chunks, n, d), the last state (b, n, d). One job per batch row × block of W channels."""
+        b, l, d = u.shape
+        n, nb = At.shape[0], (d + W - 1) // W
+        y, last = np.empty_like(u), np.empty_like(h0)
+        ck = np.empty((b, (l + K - 1) // K, n, d), dtype=u.dtype)
+        for job in prange(b * nb):
+            bi, c0 = job // nb, (job % nb) * W
+            c1 = min(d, c0 + W)
+            h = h0[bi, :, c0:c1].copy()                                # (n, w): the channel index is the SIMD lane
+            dtx, acc = np.empty(c1 - c0, dtype=u.dtype), np.empty(c1 - c0, dtype=u.dtype)
             for t in range(l):
-                if t % K == 0: ck[bi, di, t // K] = h
-                dt, x, acc = delta[bi, di, t], u[bi, di, t], 0.0
+                ut, dt = u[bi, t, c0:c1], delta[bi, t, c0:c1]
+                if t % K == 0: ck[bi, t // K, :, c0:c1] = h
+                for j in range(c1 - c0):
+                    dtx[j] = dt[j] * ut[j]
+                    acc[j] = 0
                 for k in range(n):
-                    h[k] = np.exp(dt * A[di, k]) * h[k] + dt * x * Bt[bi, t, k]
-                    acc += h[k] * Ct[bi, t, k]
-                y[bi, di, t] = acc
-            last[bi, di] = h
+                    bk, ck_, a, hk = Bt[bi, t, k], Ct[bi, t, k], At[k, c0:c1], h[k]
+                    for j in range(c1 - c0):
+                        v = _exp(dt[j] * a[j]) * hk[j] + dtx[j] * bk
+                        hk[j] = v
+                        acc[j] += v * ck_
+                y[bi, t, c0:c1] = acc
+            last[bi, :, c0:c1] = h
         return y, ck, last
 
     @njit(parallel=True, cache=True, fastmath=True, nogil=True)
-    def _fused_bwd(u, delta, A, Bt, Ct, ck, dy, dlast, K, G):
-        "Gradients of `_fused_fwd`; B and C gradients are summed over the channels of each of G groups."
-        b, d, l = u.shape
-        n = A.shape[1]
-        du, ddelta, dA = np.empty_like(u), np.empty_like(delta), np.zeros_like(A)
-        dB, dC = np.zeros((G, b, l, n), dtype=u.dtype), np.zeros((G, b, l, n), dtype=u.dtype)
-        dh0 = np.empty_like(dlast)
-        per = (d + G - 1) // G
-        for g in prange(G):
-            hs, As = np.empty((K + 1, n), dtype=u.dtype), np.empty((K, n), dtype=u.dtype)
-            gh = np.empty(n, dtype=u.dtype)
-            for di in range(g * per, min(d, (g + 1) * per)):
-                for bi in range(b):
-                    gh[:] = dlast[bi, di]
-                    for c in range((l + K - 1) // K - 1, -1, -1):
-                        t0, t1 = c * K, min(l, c * K + K)
-                        hs[0] = ck[bi, di, c]
-                        for t in range(t0, t1):                      # recompute this chunk's states
-                            dt, x = delta[bi, di, t], u[bi, di, t]
-                            for k in range(n):
-                                As[t - t0, k] = np.exp(dt * A[di, k])
-                                hs[t - t0 + 1, k] = As[t - t0, k] * hs[t - t0, k] + dt * x * Bt[bi, t, k]
-                        for t in range(t1 - 1, t0 - 1, -1):           # and walk it backwards
-                            dt, x, gy = delta[bi, di, t], u[bi, di, t], dy[bi, di, t]
-                            ddt, dx = 0.0, 0.0
-                            for k in range(n):
-                                hp = hs[t - t0, k]
-                                gk = gh[k] + gy * Ct[bi, t, k]
-                                a = As[t - t0, k]
-                                dC[g, bi, t, k] += gy * hs[t - t0 + 1, k]
-                                dB[g, bi, t, k] += gk * dt * x
-                                dA[di, k] += gk * dt * a * hp
-                                ddt += gk * (A[di, k] * a * hp + x * Bt[bi, t, k])
-                                dx += gk * dt * Bt[bi, t, k]
-                                gh[k] = gk * a
-                            ddelta[bi, di, t], du[bi, di, t] = ddt, dx
-                    dh0[bi, di] = gh
+    def _fused_bwd(u, delta, At, Bt, Ct, ck, dy, dlast, K, W):
+        """Gradients of `_fused_fwd`: du, ddelta (b, l, d); dA per batch row (b, n, d); dB, dC per block of channels
+        (blocks, b, l, n), summed by the caller; dh0 (b, n, d). Each chunk's states are recomputed from its checkpoint."""
+        b, l, d = u.shape
+        n, nb = At.shape[0], (d + W - 1) // W
+        du, ddelta, dh0 = np.empty_like(u), np.empty_like(u), np.empty_like(dlast)
+        dA = np.empty((b, n, d), dtype=u.dtype)
+        dB, dC = np.empty((nb, b, l, n), dtype=u.dtype), np.empty((nb, b, l, n), dtype=u.dtype)
+        for job in prange(b * nb):
+            bi, cb = job // nb, job % nb
+            c0, c1 = cb * W, min(d, cb * W + W)
+            w = c1 - c0
+            hs, As = np.empty((K + 1, n, w), dtype=u.dtype), np.empty((K, n, w), dtype=u.dtype)
+            gh, gA = dlast[bi, :, c0:c1].copy(), np.zeros((n, w), dtype=u.dtype)
+            dtx, ddt, dx = np.empty(w, dtype=u.dtype), np.empty(w, dtype=u.dtype), np.empty(w, dtype=u.dtype)
+            for c in range((l + K - 1) // K - 1, -1, -1):
+                t0, t1 = c * K, min(l, c * K + K)
+                hs[0] = ck[bi, c, :, c0:c1]
+                for t in range(t0, t1):                                # recompute this chunk's states (and exps)
+                    ut, dt = u[bi, t, c0:c1], delta[bi, t, c0:c1]
+                    for j in range(w): dtx[j] = dt[j] * ut[j]
+                    for k in range(n):
+                        bk, a, hp, hn, ak = Bt[bi, t, k], At[k, c0:c1], hs[t - t0, k], hs[t - t0 + 1, k], As[t - t0, k]
+                        for j in range(w):
+                            e = _exp(dt[j] * a[j])
+                            ak[j] = e
+                            hn[j] = e * hp[j] + dtx[j] * bk
+                for t in range(t1 - 1, t0 - 1, -1):                     # and walk it backwards
+                    ut, dt, gy = u[bi, t, c0:c1], delta[bi, t, c0:c1], dy[bi, t, c0:c1]
+                    for j in range(w):
+                        dtx[j] = dt[j] * ut[j]
+                        ddt[j] = 0
+                        dx[j] = 0
+                    for k in range(n):
+                        bk, ck_, a = Bt[bi, t, k], Ct[bi, t, k], At[k, c0:c1]
+                        hp, hn, ak, g, gAk = hs[t - t0, k], hs[t - t0 + 1, k], As[t - t0, k], gh[k], gA[k]
+                        sB, sC = u.dtype.type(0), u.dtype.type(0)
+                        for j in range(w):
+                            gk = g[j] + gy[j] * ck_
+                            sC += gy[j] * hn[j]
+                            sB += gk * dtx[j]
+                            q = gk * ak[j] * hp[j]
+                            gAk[j] += q * dt[j]
+                            ddt[j] += q * a[j] + gk * ut[j] * bk
+                            dx[j] += gk * dt[j] * bk
+                            g[j] = gk * ak[j]
+                        dB[cb, bi, t, k], dC[cb, bi, t, k] = sB, sC
+                    ddelta[bi, t, c0:c1], du[bi, t, c0:c1] = ddt, dx
+            dh0[bi, :, c0:c1], dA[bi, :, c0:c1] = gh, gA
         return du, ddelta, dA, dB, dC, dh0
 
 def _np(t): return t.detach().contiguous().numpy()
+def _lanes(t): return _np(t.transpose(-1, -2))                 # (…, d, x) → (…, x, d): channels contiguous
 
 class FusedScan(torch.autograd.Function):
     "y_t = C_t · h_t with h_t = exp(Δ_t A) h_{t-1} + Δ_t B_t x_t, fused on CPU. Returns y (b, d, l), last state (b, d, n)."
     @staticmethod
     def forward(ctx, u, delta, A, B, C, h0):
         h0_ = h0 if h0 is not None else u.new_zeros(u.shape[0], u.shape[1], A.shape[1])
-        Bt, Ct = _np(B.transpose(1, 2)), _np(C.transpose(1, 2))
-        y, ck, last = _fused_fwd(_np(u), _np(delta), _np(A), Bt, Ct, _np(h0_), _CHUNK)
-        ctx.save_for_backward(u, delta, A, B, C, torch.from_numpy(ck))
+        ins = [_lanes(x) for x in (u, delta, A, B, C)]               # u, Δ (b, l, d); A (n, d); B, C (b, l, n)
+        y, ck, last = _fused_fwd(*ins, _lanes(h0_), _CHUNK, _LANES)
+        ctx.save_for_backward(*map(torch.from_numpy, ins), torch.from_numpy(ck))
         ctx.has_h0 = h0 is not None
-        return torch.from_numpy(y), torch.from_numpy(last)
+        return torch.from_numpy(y).transpose(1, 2), torch.from_numpy(last).transpose(1, 2).contiguous()
 
     @staticmethod
     def backward(ctx, dy, dlast):
-        u, delta, A, B, C, ck = ctx.saved_tensors
-        if dy is None: dy = torch.zeros_like(u)
-        if dlast is None: dlast = u.new_zeros(u.shape[0], u.shape[1], A.shape[1])
-        G = min(u.shape[1], 4 * numba.get_num_threads())
-        du, dd, dA, dB, dC, dh0 = _fused_bwd(_np(u), _np(delta), _np(A), _np(B.transpose(1, 2)), _np(C.transpose(1, 2)),
-                                             ck.numpy(), _np(dy), _np(dlast), _CHUNK, G)
-        t = torch.from_numpy
-        return (t(du), t(dd), t(dA), t(dB).sum(0).transpose(1, 2), t(dC).sum(0).transpose(1, 2),
-                t(dh0) if ctx.has_h0 else None)
+        u, delta, A, B, C, ck = (x.numpy() for x in ctx.saved_tensors)
+        b, l, d = u.shape
+        dy = np.zeros_like(u) if dy is None else _lanes(dy)
+        dlast = np.zeros((b, A.shape[0], d), dtype=u.dtype) if dlast is None else _lanes(dlast)
+        du, dd, dA, dB, dC, dh0 = map(torch.from_numpy, _fused_bwd(u, delta, A, B, C, ck, dy, dlast, _CHUNK, _LANES))
+        T = lambda x: x.transpose(-1, -2)
+        return T(du), T(dd), T(dA.sum(0)), T(dB.sum(0)), T(dC.sum(0)), T(dh0) if ctx.has_h0 else None
 
 def fused_available(device) -> bool:
     "True when numba imported and `device` is the CPU."

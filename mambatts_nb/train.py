@@ -88,10 +88,13 @@ def prepare_data(tcfg: TrainConfig, progress: bool = True):
 
 # %% ../nbs/09_train.ipynb #37e993f2
 def loss_fn(logits, log_dur, batch, dur_weight: float = 1.0):
-    "Cross-entropy summed over codebooks (masked) + weighted MSE on log(1 + duration). Returns total, token, duration."
+    """Cross-entropy of each codebook averaged over the real frames, summed over codebooks, + weighted MSE on
+    log(1 + duration). Returns total, token, duration. Padded frames are ignored by target, not gathered out: the logits
+    (b, 8, t, V) are read in their (b, t, 8, V) memory order, with no copy of the batch's largest tensor."""
     m = batch.frame_mask
-    valid = logits.transpose(1, 2)[m]                                          # (frames, 8, V): one gather, not 8
-    tok = F.cross_entropy(valid.transpose(1, 2).float(), batch.codes.transpose(1, 2)[m], reduction='none').mean(0).sum()
+    target = batch.codes.transpose(1, 2).masked_fill(~m[..., None], -100)     # (b, t, 8); -100 = ignored
+    lg = logits.transpose(1, 2)
+    tok = F.cross_entropy(lg.reshape(-1, lg.shape[-1]).float(), target.reshape(-1), ignore_index=-100, reduction='sum') / m.sum()
     pm = batch.phoneme_mask
     dur = F.mse_loss(log_dur[pm].float(), torch.log1p(batch.durations[pm].float()))
     return tok + dur_weight * dur, tok, dur

@@ -11,9 +11,10 @@ def _inputs(b, d, n, l, dt_scale, seed=0):
     return dict(u=r(b, d, l) * mask[:, None], delta=r(b, d, l) * dt_scale, A=-torch.rand(d, n, generator=g) * 16 - 0.1,
                 B=r(b, n, l), C=r(b, n, l), D=r(d), z=r(b, d, l), delta_bias=r(d), delta_softplus=True, h0=r(b, d, n))
 
-@pytest.mark.parametrize('l,dt_scale', [(1, 1.0), (257, 1.0), (2048, 1.0), (300, 30.0)])
-def test_scan_equals_step_values_and_gradients(l, dt_scale):
-    x = _inputs(2, 6, 16, l, dt_scale)
+@pytest.mark.parametrize('l,dt_scale,d', [(1, 1.0, 6), (257, 1.0, 6), (2048, 1.0, 6), (300, 30.0, 6), (130, 1.0, 70)])
+def test_scan_equals_step_values_and_gradients(l, dt_scale, d):
+    "fp32, padding, a carried state, large Δ; d 70: the fused kernel's channel blocks of 32, the last one ragged."
+    x = _inputs(2, d, 16, l, dt_scale)
     leaves = {k: v.requires_grad_() for k, v in x.items() if torch.is_tensor(v)}
     outs = {}
     for backend in ('step', 'scan', 'fused'):
