@@ -11,9 +11,9 @@ from .ssd import ssd_chunked, ssd_step
 from .config import ARCHS, check_choice
 
 # %% auto #0
-__all__ = ['BACKBONES', 'causal_conv', 'MambaMixer', 'HybridMixer', 'GatedRMSNorm', 'Mamba2Mixer', 'Attention', 'MLP',
-           'MambaBlock', 'TransformerBlock', 'flip_valid', 'Backward', 'Bidirectional', 'register_backbone',
-           'make_block', 'mamba_mixer', 'ssm_block']
+__all__ = ['BACKBONES', 'causal_conv', 'causal_conv_last', 'MambaMixer', 'HybridMixer', 'GatedRMSNorm', 'Mamba2Mixer',
+           'Attention', 'MLP', 'MambaBlock', 'TransformerBlock', 'flip_valid', 'Backward', 'Bidirectional',
+           'register_backbone', 'make_block', 'mamba_mixer', 'ssm_block']
 
 # %% ../nbs/06_blocks.ipynb #e512a494
 def causal_conv(x, conv: nn.Conv1d, state=None):
@@ -23,6 +23,15 @@ def causal_conv(x, conv: nn.Conv1d, state=None):
     xp = torch.cat([state, x], -1)                                           # (b, c, k-1+l)
     y = F.conv1d(xp, conv.weight, conv.bias, groups=conv.groups)
     return y, xp[..., xp.shape[-1] - (k - 1):]
+
+def causal_conv_last(x, conv: nn.Conv1d, state=None):
+    """`causal_conv` of x (b, l, c), channels last (the state stays (b, c, k-1)) → y (b, l, c) contiguous, state. A
+    depthwise conv2d over the same memory read as NHWC, so neither input nor output is transposed in memory."""
+    k = conv.kernel_size[0]
+    state = x.new_zeros(x.shape[0], k - 1, x.shape[2]) if state is None else state.transpose(1, 2)
+    xp = torch.cat([state, x], 1)                                            # (b, k-1+l, c)
+    y = F.conv2d(xp.unsqueeze(1).permute(0, 3, 1, 2), conv.weight.unsqueeze(2), conv.bias, groups=conv.groups)
+    return y.squeeze(2).transpose(1, 2), xp[:, xp.shape[1] - (k - 1):].transpose(1, 2)
 
 # %% ../nbs/06_blocks.ipynb #74f894cf
 class MambaMixer(nn.Module):
@@ -51,11 +60,11 @@ class MambaMixer(nn.Module):
     def forward(self, x, state=None):
         "x (b, l, d_model), state (conv_state (b, d_inner, d_conv-1), ssm_state (b, d_inner, n)) or None → y, state."
         conv_state, ssm_state = state if state is not None else (None, None)
-        xi, z = self.in_proj(x).transpose(1, 2).chunk(2, 1)                    # (b, d_inner, l) each
-        xi, conv_state = causal_conv(xi, self.conv1d, conv_state)
+        xi, z = self.in_proj(x).chunk(2, -1)                                   # (b, l, d_inner) each: channels last,
+        xi, conv_state = causal_conv_last(xi, self.conv1d, conv_state)          # the fused scan's layout: no transposes
         xi = F.silu(xi)
-        delta, B, C = self._ssm_inputs(xi.transpose(1, 2))
-        y, ssm_state = selective_scan(xi, delta, -torch.exp(self.A_log.float()), B, C, self.D.float(), z,
+        delta, B, C = self._ssm_inputs(xi)
+        y, ssm_state = selective_scan(xi.transpose(1, 2), delta, -torch.exp(self.A_log.float()), B, C, self.D.float(), z.transpose(1, 2),
                                       self.dt_proj.bias.float(), True, ssm_state, backend=self.backend)
         return self.out_proj(y.transpose(1, 2)), (conv_state, ssm_state)
 
