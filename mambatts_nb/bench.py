@@ -184,7 +184,7 @@ def fragment(seconds: float = 10.0) -> Utterance:
 def bench_models(presets=('tiny', 'phase2-pure', 'L4_H768_E1.5'), seconds: float = 10.0, repeat: int = 3,
                  device='auto', backend: str = 'auto', amp: bool = True, batch: int = 1, scale: str = 'study') -> list:
     """ms per training step (forward, backward, AdamW) of each preset or phase configuration (`phase.config_model` at
-    `scale`) on a batch of `batch` copies of one fragment of `seconds` (bf16 autocast on CUDA when `amp`) — the training
+    `scale`; `name@arch` is that model with another backbone, e.g. `phase2-pure@transformer`) on a batch of `batch` copies of one fragment of `seconds` (bf16 autocast on CUDA when `amp`) — the training
     loss's step, teacher forcing included — timed round-robin in one `time_side_by_side` call, so their ratios share the
     machine's state."""
     device = resolve_device(device) if isinstance(device, str) else torch.device(device)
@@ -192,7 +192,8 @@ def bench_models(presets=('tiny', 'phase2-pure', 'L4_H768_E1.5'), seconds: float
     b = collate([u] * batch, vocab).to(device)
     def trainer(p):
         torch.manual_seed(0)
-        cfg = dataclasses.replace(config_model(p, scale), vocab_size=len(vocab), backend=backend)
+        name, _, arch = p.partition('@')
+        cfg = dataclasses.replace(config_model(name, scale), vocab_size=len(vocab), backend=backend, **({'arch': arch} if arch else {}))
         model = TTSModel(cfg).to(device)
         opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
         def step():
