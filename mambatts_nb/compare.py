@@ -5,6 +5,7 @@
 # %% ../nbs/11_compare.ipynb #fa62b71d
 from __future__ import annotations
 import json, math
+from collections import Counter
 from pathlib import Path
 from scipy import stats
 from fastcore.script import call_parse
@@ -14,7 +15,8 @@ from .runs import read_json, read_config, read_summary, read_milestones, read_me
 
 # %% auto #0
 __all__ = ['STUDY_RESULTS', 'STUDY_NOTES', 'curves_figure', 'write_curves', 'ci95', 'load_runs', 'phase_table', 'table_markdown',
-           'verdicts', 'curves_band_figure', 'milestones_figure', 'scatter_figure', 'write_report', 'report_cli']
+           'verdicts', 'timing_caveat', 'curves_band_figure', 'milestones_figure', 'scatter_figure', 'write_report',
+           'report_cli']
 
 # %% ../nbs/11_compare.ipynb #3be4f5ab
 def curves_figure(run_dirs) -> go.Figure:
@@ -164,10 +166,23 @@ def verdicts(rows) -> list:
         if r['heldout_acc'][0] is None: continue
         (acc, acc_h), (maj, _), (ce, ce_h), (uni, _) = r['heldout_acc'], r['majority'], r['heldout_ce'], r['unigram_ce']
         beats = acc - (acc_h or 0) > maj and ce + (ce_h or 0) < uni
+        why = 'lower CI bound above both floors' if acc_h is not None else 'one seed: no CI, so not yet a finding'
         out.append(f"- `{r['config']}`: held-out accuracy {_fmt(acc, acc_h)}% vs majority code {maj:.1f}%, cross-entropy "
-                   f"{_fmt(ce, ce_h, 2)} vs unigram {uni:.2f} nats — " + ('beats guessing (lower CI bound above both floors)'
+                   f"{_fmt(ce, ce_h, 2)} vs unigram {uni:.2f} nats — " + (f'beats guessing ({why})'
                    if beats else '**does not clearly beat guessing**'))
     return out
+
+def timing_caveat(runs) -> str|None:
+    """A warning when the runs' times were measured under different conditions (torch threads, code commit, device), so
+    their ms/step and wall-clock columns do not compare; None when they were alike."""
+    recs = [dict(r['config'].get('record') or {}, device=r['config'].get('device')) for r in runs if r['config']]
+    seen = {k: Counter(str(x.get(k)) if k != 'git_commit' else str(x.get(k))[:7] for x in recs) for k in ('torch_threads', 'git_commit', 'device')}
+    mixed = {k: c for k, c in seen.items() if len(c) > 1}
+    if not mixed: return None
+    how = '; '.join(f"{k.replace('_', ' ')}: " + ', '.join(f'{v} ({n} runs)' for v, n in c.items()) for k, c in mixed.items())
+    return (f'**Times do not compare across these runs**: they were measured under different conditions ({how}). '
+            'For speed, time the configurations side by side in one run: `mambatts-bench --what models --presets <configs>` '
+            '(a phase: `--phase N`).')
 
 def curves_band_figure(runs, metric: str = 'acc') -> go.Figure:
     "Mean of a metrics.csv column per configuration ('acc': training accuracy; 'heldout_acc': at each evaluation) with a 95% CI band over seeds."
@@ -230,6 +245,7 @@ def write_report(phase_dir) -> Path:
           'answering each codebook\'s most frequent training code, on the held-out frames (corpus protocol) or on the '
           'training frames (fragment protocol); unigram CE is the cross-entropy of the training codes\' frequencies.\n\n'
           + table_markdown(rows) + '\n' + ('\n' + '\n'.join(lines) + '\n' if lines else '')
+          + (f'\n{caveat}\n' if (caveat := timing_caveat(runs)) else '')
           + (f'\nThe study: {note}\n' if note else ''))
     (phase_dir/'report.md').write_text(md, encoding='utf-8')
     figs = [curves_band_figure(runs), milestones_figure(runs), scatter_figure(rows, 'params', 'accuracy vs parameters'),
