@@ -8,7 +8,7 @@ __all__ = ['COMMANDS', 'main']
 # %% ../nbs/15_cli.ipynb #70fb726e
 import sys
 from fastcore.script import anno_parser
-from .train import train_cli
+from .train import train_cli, evaluate_cli
 from .generate import generate_cli
 from .bench import main as bench_main
 from .corpora import prepare_cli
@@ -16,7 +16,7 @@ from .align import align_cli
 from .compare import report_cli
 
 COMMANDS = {'train': train_cli, 'generate': generate_cli, 'bench': bench_main, 'prepare': prepare_cli, 'align': align_cli,
-            'report': report_cli}
+            'report': report_cli, 'evaluate': evaluate_cli}
 
 def main(argv=None):
     "Dispatch `mambatts <command> [args]` to the command's parser."

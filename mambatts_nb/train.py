@@ -26,8 +26,9 @@ from .ssm import resolve_backend
 
 # %% auto #0
 __all__ = ['NO_DECAY', 'CKPT_FORMAT', 'COLUMNS', 'RESUMABLE', 'resolve_device', 'dist_env', 'dist_start', 'all_sum',
-           'prepare_data', 'loss_fn', 'evaluate', 'heldout_audio', 'param_groups', 'save_checkpoint', 'load_checkpoint',
-           'Session', 'setup', 'restore', 'train_steps', 'train', 'finish', 'train_cli']
+           'prepare_data', 'loss_fn', 'evaluate', 'teacher_forced', 'evaluate_run', 'evaluate_cli', 'heldout_audio',
+           'param_groups', 'save_checkpoint', 'load_checkpoint', 'Session', 'setup', 'restore', 'train_steps', 'train',
+           'finish', 'train_cli']
 
 # %% ../nbs/09_train.ipynb #83104b30
 def resolve_device(name: str = 'auto') -> torch.device:
@@ -105,16 +106,16 @@ def _forward(model, b, teacher: bool = False):
     return model(b.phonemes, b.phoneme_mask, b.durations, b.codes, b.frame_mask, b.speakers, codes=b.codes if teacher else None)
 
 @torch.no_grad()
-def evaluate(model, utts, vocab, device, batch_size=8) -> dict:
+def evaluate(model, utts, vocab, device, batch_size=8, teacher: bool = False) -> dict:
     """Accuracy (all codebooks and each), cross-entropy per codebook (nats) and duration accuracy on `utts`, given the true
-    durations (hierarchical heads read their own lower codebooks, as at inference);
+    durations (hierarchical heads read their own lower codebooks, as at inference; with `teacher`, the true ones);
     for a model with speakers also the accuracy of each speaker's utterances (`heldout_acc_by_speaker`)."""
     model.eval()
     hits, ce, n, dhits, dn = torch.zeros(N_CODEBOOKS), torch.zeros(N_CODEBOOKS), 0, 0.0, 0
     by_speaker = {}                                                                           # name: [hits, frames × 8]
     for i in range(0, len(utts), batch_size):
         b = collate(utts[i:i+batch_size], vocab, model.cfg.speakers).to(device)
-        logits, log_dur, _ = _forward(model, b)
+        logits, log_dur, _ = _forward(model, b, teacher)
         m = b.frame_mask
         valid, codes = logits.transpose(1, 2)[m].float(), b.codes.transpose(1, 2)[m]          # (frames, 8, V), (frames, 8)
         right = valid.argmax(-1) == codes
@@ -131,6 +132,31 @@ def evaluate(model, utts, vocab, device, batch_size=8) -> dict:
     return dict(heldout_acc=(hits.sum() / (n * N_CODEBOOKS)).item(), heldout_acc_cb=(hits / n).tolist(),
                 heldout_ce=(ce / n).mean().item(), heldout_ce_cb=(ce / n).tolist(), heldout_dur_acc=dhits / dn,
                 **({'heldout_acc_by_speaker': {k: h / t for k, (h, t) in sorted(by_speaker.items())}} if by_speaker else {}))
+
+def teacher_forced(ev: dict) -> dict:
+    "`evaluate(…, teacher=True)`'s token measures renamed heldout_teacher_*, to sit beside the free-running ones."
+    return {k.replace('heldout', 'heldout_teacher'): ev[k] for k in ('heldout_acc', 'heldout_acc_cb', 'heldout_ce', 'heldout_ce_cb')}
+
+def evaluate_run(run_dir, teacher: bool = False, device='cpu') -> dict:
+    """`evaluate` a finished run's model on its own held-out utterances (its config's data protocol and split; checked
+    against the training ids it recorded) → the measures, heldout_teacher_* when `teacher`."""
+    from mambatts_nb.generate import load_run
+    model, vocab, config = load_run(run_dir, device)
+    tcfg = TrainConfig(**{k: v for k, v in config['train'].items() if k in TrainConfig.__dataclass_fields__})
+    train_utts, held, _, _ = prepare_data(tcfg, progress=False)
+    if not held: raise ValueError(f'{str(run_dir)!r} was trained on {tcfg.data!r}, which has no held-out utterances')
+    ids = config.get('train_ids') or []
+    if [u.id for u in train_utts][:len(ids)] != ids:
+        raise ValueError(f'the training split of {tcfg.data!r} today differs from the one {str(run_dir)!r} recorded: its held-out data would not be held out')
+    ev = evaluate(model, held, vocab, torch.device(device), teacher=teacher)
+    return teacher_forced(ev) if teacher else ev
+
+@call_parse
+def evaluate_cli(run_dir: str,           # a finished run directory trained with held-out data (corpus protocols, folders)
+                 teacher: bool = False,  # hierarchical heads read the true lower codebooks (else their own, as at inference)
+                 device: str = 'cpu'):   # cpu or cuda
+    "Print a finished run's held-out measures as JSON, recomputed from its model.safetensors."
+    print(json.dumps(evaluate_run(run_dir, teacher, device), indent=1))
 
 @torch.no_grad()
 def heldout_audio(model, held, train, vocab, codec, device, n: int = 4) -> dict:
@@ -364,6 +390,8 @@ def finish(s: Session) -> dict:
         floor = lambda us: float(sum(int((u.codes == major).sum()) for u in us) / sum(u.codes.numel() for u in us))
         ev['heldout_by_speaker'] = {k: dict(acc=a, majority_acc=floor([u for u in s.held if u.speaker == k]))
                                     for k, a in ev['heldout_acc_by_speaker'].items()}
+    if s.held and s.model.cfg.heads == 'hierarchical':       # given the true lower codebooks too: what the heads learnt,
+        ev |= teacher_forced(evaluate(s.model, s.held, s.vocab, s.device, teacher=True))   # apart from their own errors
     audio = heldout_audio(s.model, s.held, s.train_utts, s.vocab, s.codec, s.device) if s.held else None
     summary = dict(finished=True, steps=int(last['step']), wall_s=float(last['wall_s']), final_acc=float(last['acc']),
                    peak_acc=max(col('acc')), final_dur_acc=float(last['dur_acc']), final_top10=float(last['top10']),
@@ -371,6 +399,7 @@ def finish(s: Session) -> dict:
                    heldout_acc=ev.get('heldout_acc'), peak_heldout_acc=max(col('heldout_acc'), default=None),
                    heldout_acc_cb=ev.get('heldout_acc_cb'), heldout_ce=ev.get('heldout_ce'), heldout_ce_cb=ev.get('heldout_ce_cb'),
                    heldout_dur_acc=ev.get('heldout_dur_acc'), heldout_by_speaker=ev.get('heldout_by_speaker'), baselines=base,
+                   **{k: v for k, v in ev.items() if k.startswith('heldout_teacher')},
                    nats_gained=ev and base['unigram_ce'] - ev['heldout_ce'],
                    beats_majority=ev and ev['heldout_acc'] > base['majority_acc'], heldout_audio=audio,
                    step_95=s.milestones.step_of(95), step_99=s.milestones.step_of(99),

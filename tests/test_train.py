@@ -3,7 +3,7 @@ import csv, json
 from pathlib import Path
 import papermill as pm, pytest, soundfile as sf, torch
 from mambatts_nb.config import model_config, TrainConfig
-from mambatts_nb.train import train, COLUMNS
+from mambatts_nb.train import train, evaluate_run, COLUMNS
 from mambatts_nb.metrics import ACC_THRESHOLDS, DUR_THRESHOLDS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -124,3 +124,15 @@ def test_listen_notebook_renders_dashboard_with_audio(tmp_path, short_run_root):
     state = nb['metadata']['widgets']['application/vnd.jupyter.widget-state+json']['state']
     audio = [w for w in state.values() if w['model_name'] == 'AudioModel']
     assert views and len(audio) == 5 and all(w['state'].get('format') == 'wav' for w in audio)
+
+def test_hierarchical_heldout_free_running_and_teacher_forced(tmp_path):
+    "A hierarchical run's summary has held-out measures both free-running and given the true lower codebooks; evaluate_run recomputes both."
+    s = train(model_config('tiny', d_model=32, text_layers=1, audio_layers=1, heads='hierarchical'),
+              TrainConfig(steps=3, batch_size=2, data='corpus'), tmp_path/'h', progress=False)
+    for k in ('heldout_teacher_acc', 'heldout_teacher_ce'): assert s[k] is not None and s[k] == s[k]
+    assert len(s['heldout_teacher_acc_cb']) == 8 and s['heldout_teacher_acc_cb'][0] == pytest.approx(s['heldout_acc_cb'][0])  # codebook 0 reads no codes
+    free, forced = evaluate_run(tmp_path/'h'), evaluate_run(tmp_path/'h', teacher=True)
+    assert free['heldout_acc'] == pytest.approx(s['heldout_acc']) and free['heldout_ce'] == pytest.approx(s['heldout_ce'])
+    assert forced['heldout_teacher_ce'] == pytest.approx(s['heldout_teacher_ce']) and forced['heldout_teacher_acc_cb'] == pytest.approx(s['heldout_teacher_acc_cb'])
+    train(model_config('tiny', d_model=32, text_layers=1, audio_layers=1), TrainConfig(steps=1), tmp_path/'f', progress=False)
+    with pytest.raises(ValueError, match="trained on 'fragment', which has no held-out utterances"): evaluate_run(tmp_path/'f')
