@@ -139,8 +139,8 @@ class Mamba2Mixer(nn.Module):
         "u (b, l, d_model), state (conv_state (b, conv_dim, d_conv-1), ssm_state (b, h, p, n)) or None → y, state."
         conv_state, h = state if state is not None else (None, None)
         z, xbc, dt = self.in_proj(u).split([self.d_inner, self.conv1d.in_channels, self.nheads], -1)
-        xbc, conv_state = causal_conv(xbc.transpose(1, 2), self.conv1d, conv_state)
-        x, B, C = self._split(F.silu(xbc).transpose(1, 2))
+        xbc, conv_state = causal_conv_last(xbc, self.conv1d, conv_state)     # channels last: no transposing copies
+        x, B, C = self._split(F.silu(xbc))
         acc = torch.promote_types(x.dtype, torch.float32)                     # bf16 → fp32 (as mamba_ssm's kernels); fp64 stays
         with torch.autocast(u.device.type, enabled=False):
             x, B, C, dt = x.to(acc), B.to(acc), C.to(acc), F.softplus(dt.to(acc) + self.dt_bias.to(acc))
