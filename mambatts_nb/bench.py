@@ -195,7 +195,7 @@ def bench_models(presets=('tiny', 'phase2-pure', 'L4_H768_E1.5'), seconds: float
         name, _, arch = p.partition('@')
         cfg = dataclasses.replace(config_model(name, scale), vocab_size=len(vocab), backend=backend, **({'arch': arch} if arch else {}))
         model = TTSModel(cfg).to(device)
-        opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)       # as training does
         def step():
             with torch.autocast(device.type, torch.bfloat16, enabled=amp and device.type == 'cuda'):
                 logits, log_dur, _ = train_forward(model, b, teacher=True)
