@@ -171,11 +171,10 @@ def _median_f0(wavs) -> tuple:
 def speaker_f0(run_dir, n: int = 8) -> list:
     """Per speaker of a multi-speaker run: the median F0 of `n` held-out sentences generated in its voice (one fixed style
     reference for all), and of up to `n` of its own held-out recordings through the codec. One dict per speaker."""
-    from mambatts_nb.config import TrainConfig
-    from mambatts_nb.train import prepare_data
+    from mambatts_nb.train import run_data
     model, vocab, config = load_run(run_dir)
     if not model.cfg.speakers: raise ValueError(f'{str(run_dir)!r} is a one-speaker run: there is no speaker to choose')
-    _, held, _, codec = prepare_data(TrainConfig(**config['train']), progress=False)
+    _, held, _, codec = run_data(config)
     texts, ref = [u.text for u in held[:n]], held[0]
     rows = []
     for name in model.cfg.speakers:

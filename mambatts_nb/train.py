@@ -26,9 +26,9 @@ from .ssm import resolve_backend
 
 # %% auto #0
 __all__ = ['NO_DECAY', 'CKPT_FORMAT', 'COLUMNS', 'RESUMABLE', 'resolve_device', 'dist_env', 'dist_start', 'all_sum',
-           'prepare_data', 'loss_fn', 'evaluate', 'teacher_forced', 'evaluate_run', 'evaluate_cli', 'heldout_audio',
-           'param_groups', 'save_checkpoint', 'load_checkpoint', 'Session', 'setup', 'restore', 'train_steps', 'train',
-           'finish', 'train_cli']
+           'prepare_data', 'loss_fn', 'evaluate', 'teacher_forced', 'run_data', 'evaluate_run', 'evaluate_cli',
+           'heldout_audio', 'param_groups', 'save_checkpoint', 'load_checkpoint', 'Session', 'setup', 'restore',
+           'train_steps', 'train', 'finish', 'train_cli']
 
 # %% ../nbs/09_train.ipynb #83104b30
 def resolve_device(name: str = 'auto') -> torch.device:
@@ -137,17 +137,24 @@ def teacher_forced(ev: dict) -> dict:
     "`evaluate(…, teacher=True)`'s token measures renamed heldout_teacher_*, to sit beside the free-running ones."
     return {k.replace('heldout', 'heldout_teacher'): ev[k] for k in ('heldout_acc', 'heldout_acc_cb', 'heldout_ce', 'heldout_ce_cb')}
 
+def run_data(config: dict) -> tuple:
+    """`prepare_data` for a finished run's recorded `config`: its train and held-out utterances, vocabulary and codec;
+    refused when today's training split differs from the one the run recorded (its held-out data would not be held out)."""
+    tcfg = TrainConfig(**config['train'])
+    data = prepare_data(tcfg, progress=False)
+    ids = config.get('train_ids') or []
+    if [u.id for u in data[0]][:len(ids)] != ids:
+        raise ValueError(f"the training split of {tcfg.data!r} today differs from the one run {config['group']!r} recorded: "
+                         'its held-out data would not be held out')
+    return data
+
 def evaluate_run(run_dir, teacher: bool = False, device='cpu') -> dict:
-    """`evaluate` a finished run's model on its own held-out utterances (its config's data protocol and split; checked
-    against the training ids it recorded) → the measures, heldout_teacher_* when `teacher`."""
+    """`evaluate` a finished run's model on its own held-out utterances (`run_data`) → the measures, heldout_teacher_*
+    when `teacher`."""
     from mambatts_nb.generate import load_run
     model, vocab, config = load_run(run_dir, device)
-    tcfg = TrainConfig(**{k: v for k, v in config['train'].items() if k in TrainConfig.__dataclass_fields__})
-    train_utts, held, _, _ = prepare_data(tcfg, progress=False)
-    if not held: raise ValueError(f'{str(run_dir)!r} was trained on {tcfg.data!r}, which has no held-out utterances')
-    ids = config.get('train_ids') or []
-    if [u.id for u in train_utts][:len(ids)] != ids:
-        raise ValueError(f'the training split of {tcfg.data!r} today differs from the one {str(run_dir)!r} recorded: its held-out data would not be held out')
+    _, held, _, _ = run_data(config)
+    if not held: raise ValueError(f"{str(run_dir)!r} was trained on {config['train']['data']!r}, which has no held-out utterances")
     ev = evaluate(model, held, vocab, torch.device(device), teacher=teacher)
     return teacher_forced(ev) if teacher else ev
 
@@ -391,7 +398,7 @@ def finish(s: Session) -> dict:
         ev['heldout_by_speaker'] = {k: dict(acc=a, majority_acc=floor([u for u in s.held if u.speaker == k]))
                                     for k, a in ev['heldout_acc_by_speaker'].items()}
     if s.held and s.model.cfg.heads == 'hierarchical':       # given the true lower codebooks too: what the heads learnt,
-        ev |= teacher_forced(evaluate(s.model, s.held, s.vocab, s.device, teacher=True))   # apart from their own errors
+        ev = ev | teacher_forced(evaluate(s.model, s.held, s.vocab, s.device, teacher=True))   # apart from their own errors
     audio = heldout_audio(s.model, s.held, s.train_utts, s.vocab, s.codec, s.device) if s.held else None
     summary = dict(finished=True, steps=int(last['step']), wall_s=float(last['wall_s']), final_acc=float(last['acc']),
                    peak_acc=max(col('acc')), final_dur_acc=float(last['dur_acc']), final_top10=float(last['top10']),
