@@ -56,11 +56,13 @@ def test_mamba_ssm_equals_scan_where_installed():
     torch.testing.assert_close(s2, s1, atol=1e-4, rtol=1e-3)
     for k in g1: torch.testing.assert_close(g2[k], g1[k], atol=1e-4, rtol=1e-3, msg=f'd{k}')
 
-@pytest.mark.parametrize('arch', ['pure', 'hybrid', 'transformer'])
-def test_model_on_cuda_equals_cpu(arch, utts, vocab):
+@pytest.mark.parametrize('arch,extra', [('pure', {}), ('hybrid', {}), ('transformer', {}), ('mamba2', {}),
+                                        ('pure', dict(heads='hierarchical', text_direction='bidirectional'))])
+def test_model_on_cuda_equals_cpu(arch, extra, utts, vocab):
+    "The same weights give the same logits and durations on CUDA (auto backend: Triton for Mamba-1) as on the CPU."
     torch.manual_seed(0)
-    cpu = TTSModel(ModelConfig(arch=arch, vocab_size=len(vocab)))
-    gpu = TTSModel(ModelConfig(arch=arch, vocab_size=len(vocab))).cuda()
+    cpu = TTSModel(ModelConfig(arch=arch, vocab_size=len(vocab), **extra))
+    gpu = TTSModel(ModelConfig(arch=arch, vocab_size=len(vocab), **extra)).cuda()
     gpu.load_state_dict(cpu.state_dict())
     b = collate(utts[:3], vocab)                                            # padded: three lengths
     (l1, d1, _), (l2, d2, _) = cpu(*_args(b)), gpu(*_args(b.to('cuda')))
