@@ -1,5 +1,5 @@
 from pathlib import Path
-import papermill as pm, pytest, torch
+import pytest, torch
 from mambatts_nb.data import default_codec, load_corpus, corpus_vocab
 
 @pytest.fixture(scope='session')
@@ -15,6 +15,7 @@ def vocab(): return corpus_vocab()
 def short_run_root(tmp_path_factory):
     "A 3-step run of train.ipynb with its samples, in <root>/train/: what the dashboard tests open (they only read it)."
     root, nbs = tmp_path_factory.mktemp('short'), Path(__file__).resolve().parents[1]/'nbs'
+    import papermill as pm                    # only this fixture needs it (the GPU machine has no papermill)
     pm.execute_notebook(nbs/'train.ipynb', root/'executed.ipynb', parameters=dict(out_dir=str(root), steps=3), kernel_name='python3',
                         progress_bar=False, cwd=str(nbs))
     return root
