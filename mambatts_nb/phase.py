@@ -42,7 +42,7 @@ def _cpu(name: str) -> dict:
     if name == 'tiny': return {}
     if name.startswith('L'):                                   # L{L}_H{H}_E{E}: depth and width scaled down by 4
         L, H, _ = name[1:].split('_')
-        return dict(layers=max(1, int(L) // 4), hidden=int(H[1:]) // 4)
+        return dict(layers=-(-int(L) // 4), hidden=int(H[1:]) // 4)   # depth rounded up: L4, L6, L12 → 1, 2, 3 stay apart
     if name.startswith('phase4-E'): return dict(layers=1, hidden=192, embed_dim=int(name[8:]) // 4)
     return dict(layers=1, hidden=128)
 
