@@ -4,7 +4,7 @@
 
 # %% ../nbs/11_compare.ipynb #fa62b71d
 from __future__ import annotations
-import json, math
+import itertools, json, math
 from collections import Counter
 from pathlib import Path
 from scipy import stats
@@ -14,9 +14,9 @@ from plotly.subplots import make_subplots
 from .runs import read_json, read_config, read_summary, read_milestones, read_metrics
 
 # %% auto #0
-__all__ = ['STUDY_RESULTS', 'STUDY_NOTES', 'curves_figure', 'write_curves', 'ci95', 'load_runs', 'phase_table', 'table_markdown',
-           'verdicts', 'timing_caveat', 'curves_band_figure', 'milestones_figure', 'scatter_figure', 'write_report',
-           'report_cli']
+__all__ = ['STUDY_RESULTS', 'STUDY_NOTES', 'PAIRED_FACTORS', 'curves_figure', 'write_curves', 'ci95', 'load_runs', 'phase_table',
+           'table_markdown', 'verdicts', 'timing_caveat', 'curves_band_figure', 'milestones_figure', 'scatter_figure',
+           'write_report', 'report_cli', 'paired_differences', 'paired_markdown', 'teacher_table', 'paired_sections']
 
 # %% ../nbs/11_compare.ipynb #3be4f5ab
 def curves_figure(run_dirs) -> go.Figure:
@@ -246,6 +246,8 @@ def write_report(phase_dir) -> Path:
           'training frames (fragment protocol); unigram CE is the cross-entropy of the training codes\' frequencies.\n\n'
           + table_markdown(rows) + '\n' + ('\n' + '\n'.join(lines) + '\n' if lines else '')
           + (f'\n{caveat}\n' if (caveat := timing_caveat(runs)) else '')
+          + paired_sections(runs)
+          + (f'\n## Hierarchical heads: free-running vs teacher-forced (held-out)\n\n{t}\n' if (t := teacher_table(runs)) else '')
           + (f'\nThe study: {note}\n' if note else ''))
     (phase_dir/'report.md').write_text(md, encoding='utf-8')
     figs = [curves_band_figure(runs), milestones_figure(runs), scatter_figure(rows, 'params', 'accuracy vs parameters'),
@@ -262,3 +264,74 @@ def report_cli(phase_dir: str):   # a phase directory, e.g. outputs/phase3
     if not Path(phase_dir).is_dir(): raise FileNotFoundError(f'{phase_dir!r} is not a directory: give a phase directory such as outputs/phase3')
     if not load_runs(phase_dir): raise ValueError(f'{phase_dir!r} holds no run directories (none has config.json or failed.json)')
     print(write_report(phase_dir))
+
+# %% ../nbs/11_compare.ipynb #266c3b2d
+def _setting(r, factor: str) -> str:
+    "A run's recorded model and training settings except `factor` and the seed: what two runs must share to be paired."
+    c = r['config']
+    return json.dumps([{k: v for k, v in c['model'].items() if k != factor},
+                       {k: v for k, v in c['train'].items() if k not in ('seed', 'device')}], sort_keys=True)
+
+def paired_differences(runs, factor: str) -> list:
+    """Every pair of configurations whose runs differ only in the model setting `factor` (e.g. 'heads', 'arch'):
+    b − a of the held-out measures, paired by seed over the seeds both finished, as (mean, 95% CI half-width), and the
+    mean per codebook. a is the value met first in run-name order. Runs without held-out data are left out."""
+    clusters = {}
+    for r in runs:
+        s = r['summary']
+        if not (r['config'] and s and s.get('finished') and s.get('heldout_acc') is not None): continue
+        by_value = clusters.setdefault(_setting(r, factor), {})
+        by_value.setdefault(json.dumps(r['config']['model'].get(factor)), {})[r['config']['train']['seed']] = r
+    rows = []
+    for by_value in clusters.values():
+        for (va, ra), (vb, rb) in itertools.combinations(by_value.items(), 2):
+            seeds = sorted(set(ra) & set(rb))
+            if not seeds: continue
+            d = lambda f: ci95([f(rb[s]['summary']) - f(ra[s]['summary']) for s in seeds])
+            n_cb = len(ra[seeds[0]]['summary']['heldout_acc_cb'])
+            rows.append(dict(factor=factor, a=ra[seeds[0]]['group'], b=rb[seeds[0]]['group'], a_value=json.loads(va),
+                             b_value=json.loads(vb), seeds=len(seeds), acc=d(lambda s: 100 * s['heldout_acc']),
+                             ce=d(lambda s: s['heldout_ce']),
+                             acc_cb=[d(lambda s, k=k: 100 * s['heldout_acc_cb'][k])[0] for k in range(n_cb)]))
+    return rows
+
+def paired_markdown(rows) -> str:
+    "Paired differences as a Markdown table (one factor's rows)."
+    out = ['| b vs a | seeds paired | Δ held-out acc (points) | Δ held-out CE (nats) | Δ held-out acc per codebook (points) |',
+           '|---|---|---|---|---|']
+    for r in rows:
+        out.append(f"| `{r['b']}` ({r['b_value']}) vs `{r['a']}` ({r['a_value']}) | {r['seeds']} | {_fmt(*r['acc'], 2)} | "
+                   f"{_fmt(*r['ce'], 3)} | {' '.join(f'{v:+.1f}' for v in r['acc_cb'])} |")
+    return '\n'.join(out)
+
+def teacher_table(runs) -> str|None:
+    """Hierarchical heads read their lower codebooks: held-out accuracy and CE free-running (their own argmax, as at
+    inference) beside teacher-forced (the true codes), mean ± 95% CI; None when no run recorded the teacher-forced
+    measures (runs trained before they were: `mambatts evaluate <run> --teacher --save`)."""
+    groups = {}
+    for r in runs:
+        s = r['summary']
+        if s and s.get('finished') and s.get('heldout_teacher_acc') is not None: groups.setdefault(r['group'], []).append(s)
+    if not groups: return None
+    out = ['| configuration | seeds | held-out acc %, free-running | teacher-forced | held-out CE, free-running | teacher-forced | '
+           'teacher-forced acc % per codebook |', '|---|---|---|---|---|---|---|']
+    for g, ss in groups.items():
+        c = lambda k, scale=1, digits=1: _fmt(*ci95([scale * s[k] for s in ss]), digits)
+        cb = ' '.join(f"{100 * sum(s['heldout_teacher_acc_cb'][k] for s in ss) / len(ss):.0f}" for k in range(len(ss[0]['heldout_teacher_acc_cb'])))
+        out.append(f"| {g} | {len(ss)} | {c('heldout_acc', 100)} | {c('heldout_teacher_acc', 100)} | {c('heldout_ce', 1, 2)} | "
+                   f"{c('heldout_teacher_ce', 1, 2)} | {cb} |")
+    return '\n'.join(out)
+
+PAIRED_FACTORS = ('arch', 'heads', 'text_direction', 'style_direction', 'kernels', 'expand', 'd_model', 'embed_dim')
+
+def paired_sections(runs) -> str:
+    "The report's paired-difference tables: one per model setting that varies among runs with held-out data."
+    parts = []
+    for f in PAIRED_FACTORS:
+        rows = paired_differences(runs, f)
+        if rows: parts.append(f'### {f}: paired by seed, b − a\n\n' + paired_markdown(rows))
+    if not parts: return ''
+    return ('\n## Paired differences (held-out)\n\nConfigurations that differ in one setting only, compared seed by seed '
+            '(the same seed gives both runs the same data order and split), so the configuration-to-configuration spread '
+            'of seeds cancels: mean ± 95% CI of b − a over the seeds both finished.\n\n' + '\n\n'.join(parts) + '\n')
+
