@@ -148,22 +148,32 @@ def run_data(config: dict) -> tuple:
                          'its held-out data would not be held out')
     return data
 
-def evaluate_run(run_dir, teacher: bool = False, device='cpu') -> dict:
+def evaluate_run(run_dir, teacher: bool = False, device='cpu', save: bool = False) -> dict:
     """`evaluate` a finished run's model on its own held-out utterances (`run_data`) → the measures, heldout_teacher_*
-    when `teacher`."""
+    when `teacher`; `save` (with `teacher`) merges those into the run's summary.json, as a run trained today records
+    them (runs trained before they were recorded)."""
+    if save and not teacher:
+        raise ValueError('save stores the teacher-forced measures (teacher=True); the free-running ones are in summary.json already')
     from mambatts_nb.generate import load_run
     model, vocab, config = load_run(run_dir, device)
     _, held, _, _ = run_data(config)
     if not held: raise ValueError(f"{str(run_dir)!r} was trained on {config['train']['data']!r}, which has no held-out utterances")
     ev = evaluate(model, held, vocab, torch.device(device), teacher=teacher)
-    return teacher_forced(ev) if teacher else ev
+    if not teacher: return ev
+    ev = teacher_forced(ev)
+    if save:
+        s = read_summary(run_dir)
+        if not (s and s.get('finished')): raise ValueError(f'{str(run_dir)!r} has no finished summary.json to add the measures to')
+        write_json(Path(run_dir)/'summary.json', s | ev)
+    return ev
 
 @call_parse
 def evaluate_cli(run_dir: str,           # a finished run directory trained with held-out data (corpus protocols, folders)
                  teacher: bool = False,  # hierarchical heads read the true lower codebooks (else their own, as at inference)
-                 device: str = 'cpu'):   # cpu or cuda
+                 device: str = 'cpu',    # cpu or cuda
+                 save: bool = False):    # with --teacher: add those measures to the run's summary.json (older runs lack them)
     "Print a finished run's held-out measures as JSON, recomputed from its model.safetensors."
-    print(json.dumps(evaluate_run(run_dir, teacher, device), indent=1))
+    print(json.dumps(evaluate_run(run_dir, teacher, device, save), indent=1))
 
 @torch.no_grad()
 def heldout_audio(model, held, train, vocab, codec, device, n: int = 4) -> dict:

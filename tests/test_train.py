@@ -134,5 +134,11 @@ def test_hierarchical_heldout_free_running_and_teacher_forced(tmp_path):
     free, forced = evaluate_run(tmp_path/'h'), evaluate_run(tmp_path/'h', teacher=True)
     assert free['heldout_acc'] == pytest.approx(s['heldout_acc']) and free['heldout_ce'] == pytest.approx(s['heldout_ce'])
     assert forced['heldout_teacher_ce'] == pytest.approx(s['heldout_teacher_ce']) and forced['heldout_teacher_acc_cb'] == pytest.approx(s['heldout_teacher_acc_cb'])
+    # a run trained before the teacher-forced measures were recorded gets them added to its summary (--save)
+    (tmp_path/'h'/'summary.json').write_text(json.dumps({k: v for k, v in s.items() if not k.startswith('heldout_teacher')}))
+    with pytest.raises(ValueError, match='save stores the teacher-forced measures'): evaluate_run(tmp_path/'h', save=True)
+    evaluate_run(tmp_path/'h', teacher=True, save=True)
+    again = json.loads((tmp_path/'h'/'summary.json').read_text())
+    assert again['heldout_teacher_acc'] == pytest.approx(s['heldout_teacher_acc']) and again['heldout_acc'] == s['heldout_acc']
     train(model_config('tiny', d_model=32, text_layers=1, audio_layers=1), TrainConfig(steps=1), tmp_path/'f', progress=False)
     with pytest.raises(ValueError, match="trained on 'fragment', which has no held-out utterances"): evaluate_run(tmp_path/'f')
