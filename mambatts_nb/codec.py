@@ -9,13 +9,16 @@ from pathlib import Path
 import torch, torchaudio, torch.nn.functional as F
 from encodec import EncodecModel
 from encodec import __version__ as encodec_version
+from importlib.resources import files
+from safetensors import safe_open
+from safetensors.torch import save_file
 from .runs import cache_dir, atomic_save
 
 # %% auto #0
 __all__ = ['SAMPLE_RATE', 'FRAME_RATE', 'HOP', 'N_CODEBOOKS', 'CODEBOOK_SIZE', 'BANDWIDTH', 'PRETRAINED_LABEL', 'SPECTRAL_LABEL',
-           'UNTRAINED_LABEL', 'CODEC_MODES', 'ENCODEC_CHECKPOINT', 'MEL', 'codec_warning', 'log_mel',
-           'log_mel_distance', 'kmeans', 'Codec', 'SpectralCodec', 'refine', 'calibrate_spectral', 'calibrate',
-           'pretrained_encodec', 'load_codec']
+           'UNTRAINED_LABEL', 'CODEC_MODES', 'ENCODEC_CHECKPOINT', 'MEL', 'SHIPPED_SPECTRAL', 'codec_warning',
+           'log_mel', 'log_mel_distance', 'kmeans', 'Codec', 'SpectralCodec', 'refine', 'calibrate_spectral',
+           'calibrate', 'pretrained_encodec', 'state_key', 'shipped_spectral', 'write_spectral', 'load_codec']
 
 # %% ../nbs/03_codec.ipynb #9d070de2
 SAMPLE_RATE, FRAME_RATE, HOP = 24_000, 75, 320
@@ -26,6 +29,7 @@ UNTRAINED_LABEL = 'codec: untrained fallback — audio not meaningful'
 CODEC_MODES = ('auto', 'pretrained', 'spectral', 'untrained')
 ENCODEC_CHECKPOINT = 'encodec_24khz-d7cc33bc.th'
 MEL = dict(sample_rate=SAMPLE_RATE, n_fft=1024, hop_length=HOP, n_mels=100)    # the one mel setting of the workbench
+SHIPPED_SPECTRAL = 'spectral_codec.safetensors'   # the offline codec's calibration, inside the package (`mambatts calibrate`)
 
 def codec_warning(label: str) -> str|None:
     "A one-line warning for audio made by any codec but pretrained EnCodec, else None."
@@ -236,9 +240,32 @@ def pretrained_encodec() -> EncodecModel:
         except Exception as e:
             raise ValueError(f"{str(f)!r} is not EnCodec's 24 kHz checkpoint ({type(e).__name__}: {e})") from e
 
+def state_key(kind: str, calibration_key: str) -> str:
+    "The key of codec `kind`'s calibrated state: what it was fitted on and how (it keys the token cache too)."
+    return hashlib.sha1(f'{kind}|{encodec_version}|{N_CODEBOOKS}|{sorted(MEL.items())}|{calibration_key}'.encode()).hexdigest()[:12]
+
+def shipped_spectral(key: str):
+    "The spectral codec's (mean, codebooks) shipped with the package when they were fitted on what `key` says, else None."
+    f = files('mambatts_nb')/SHIPPED_SPECTRAL
+    if not f.is_file(): return None
+    with safe_open(str(f), 'pt') as s:
+        if s.metadata().get('key') != key: return None
+        return s.get_tensor('mean'), s.get_tensor('codebooks')
+
+def write_spectral(state, key: str, path) -> Path:
+    "Write a spectral codec's (mean, codebooks) and its `key` as safetensors at `path` (the shipped file's format)."
+    mean, books = state
+    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + '.tmp')
+    save_file({'mean': mean.contiguous(), 'codebooks': books.contiguous()}, str(tmp), metadata={'key': key})
+    os.replace(tmp, path)
+    return path
+
 def _cached(kind: str, calibration_key: str, fit):
-    "The calibrated state of codec `kind` from the cache, or `fit()` saved there (atomically)."
-    key = hashlib.sha1(f'{kind}|{encodec_version}|{N_CODEBOOKS}|{sorted(MEL.items())}|{calibration_key}'.encode()).hexdigest()[:12]
+    "The calibrated state of codec `kind`: shipped with the package, else from the cache, else `fit()` saved there."
+    key = state_key(kind, calibration_key)
+    shipped = shipped_spectral(key) if kind == 'spectral' else None
+    if shipped is not None: return shipped, f'{kind}-{key}'
     path = cache_dir()/f'codec-{kind}-{key}.pt'
     if path.exists(): return torch.load(path, weights_only=True), f'{kind}-{key}'
     state = fit()

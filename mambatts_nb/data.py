@@ -12,16 +12,18 @@ import numpy as np, soundfile as sf, torch, torchaudio
 from tqdm.auto import tqdm
 from .text import speak, normalise, phonemize, Vocab
 from .config import TrainConfig
-from .codec import Codec, load_codec, SAMPLE_RATE, N_CODEBOOKS
+from fastcore.script import call_parse
+from .codec import (Codec, load_codec, calibrate_spectral, state_key, write_spectral, SAMPLE_RATE, N_CODEBOOKS,
+                               SHIPPED_SPECTRAL)
 from .runs import cache_dir, atomic_save
 
 # %% auto #0
 __all__ = ['CACHE_VERSION', 'TEST_PROMPTS', 'CORPUS_SPEAKERS', 'corpus_sentences', 'frame_durations', 'to_24k', 'Utterance',
-           'synth_utterance', 'split', 'calibration_sentences', 'default_codec', 'load_corpus', 'corpus_vocab',
-           'data_vocab', 'require_durations', 'Batch', 'speaker_ids', 'collate', 'run_speakers']
+           'synth_utterance', 'split', 'calibration_sentences', 'default_codec', 'calibrate_cli', 'load_corpus',
+           'corpus_vocab', 'data_vocab', 'require_durations', 'Batch', 'speaker_ids', 'collate', 'run_speakers']
 
 # %% ../nbs/04_data.ipynb #f4a07f2f
-CACHE_VERSION = 2           # 2: the text front end reads times, years, dates, units, abbreviations and Roman numerals
+CACHE_VERSION = 3           # 2: times, years, dates, units, abbreviations, Roman numerals; 3: espeak-ng deterministic
 TEST_PROMPTS = ('lud aczoli, dwa miliony dusz, nie licząc mieszkańców',
                 'ratunkiem i więzieniem. Żołnierze zapowiedzieli',
                 'zaklęcia, które miały te wioski wskrzesić')
@@ -89,12 +91,23 @@ def calibration_sentences() -> list:
     "The corpus sentences offline codecs are calibrated on: all but those the corpus protocol holds out by default."
     return split(corpus_sentences(), TrainConfig.heldout)[0]
 
+def _calibration_audio() -> list:
+    return [to_24k(s.audio, s.sample_rate) for s in map(speak, tqdm(calibration_sentences(), desc='codec calibration audio'))]
+
+def _calibration_key() -> str: return _sha(CACHE_VERSION, *calibration_sentences())
+
 @functools.lru_cache(maxsize=None)
 def default_codec(mode: str|None = None):
     "The codec of the embedded corpus: pretrained EnCodec, or an offline codec calibrated on `calibration_sentences`."
-    texts = calibration_sentences()
-    calib = lambda: [to_24k(s.audio, s.sample_rate) for s in map(speak, tqdm(texts, desc='codec calibration audio'))]
-    return load_codec(mode, calibration=calib, calibration_key=_sha(*texts))
+    return load_codec(mode, calibration=_calibration_audio, calibration_key=_calibration_key())
+
+@call_parse
+def calibrate_cli(out: str = None):   # where to write (default: the file the package ships, mambatts_nb/spectral_codec.safetensors)
+    "Refit the spectral codec on the embedded corpus's calibration sentences and write it (what the package ships)."
+    key = state_key('spectral', _calibration_key())
+    path = write_spectral(calibrate_spectral(_calibration_audio()), key, out or files('mambatts_nb')/SHIPPED_SPECTRAL)
+    print(f'{path}: spectral codec spectral-{key}')
+    return path
 
 def load_corpus(indices=None, codec: Codec|None = None, progress: bool = True, multi: bool = False) -> list:
     """Utterances of the embedded corpus (all, or those at `indices`), synthesised and encoded on first use. With

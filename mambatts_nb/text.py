@@ -154,9 +154,11 @@ _SYNCHRONOUS, _PHONEME_EVENTS, _PHONEME_IPA, _DONT_EXIT, _CHARS_UTF8 = 2, 0x1, 0
 _EVENT_END_OF_LIST, _EVENT_PHONEME = 0, 7
 PAUSE = '_'
 _RATE, DEFAULT_RATE = 1, 175            # espeak_SetParameter's espeakRATE; espeak-ng's normal rate, words per minute
+_LIBC = ctypes.CDLL(None)
 
 class Espeak:
-    "The Polish espeak-ng voice through the C library (one per process: it holds global state). `EspeakProcess` runs it."
+    """The Polish espeak-ng voice through the C library (one per process: it holds global state). Its output depends on
+    the utterances spoken before in the same process (see below): `EspeakProcess` speaks each from a fresh copy."""
     def __init__(self, voice='pl'):
         lib = ctypes.cdll.LoadLibrary(espeakng_loader.get_library_path())
         lib.espeak_Synth.argtypes = [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_uint, ctypes.c_int, ctypes.c_uint,
@@ -193,14 +195,33 @@ class Espeak:
         self._set(voice, rate or DEFAULT_RATE)
         self._chunks, self._events = [], []
         data = text.encode('utf-8')
+        self.lib.espeak_ng_SetRandSeed(ctypes.c_long(0)); _LIBC.srand(0)   # breath noise: its own generator and rand()
         if self.lib.espeak_Synth(data, len(data) + 1, 0, 0, 0, _CHARS_UTF8, None, None) != 0:
             raise RuntimeError(f'espeak-ng could not speak {text!r}')
         audio = np.concatenate(self._chunks) if self._chunks else np.zeros(0, np.int16)
         return audio, list(self._events)
 
 # %% ../nbs/02_text.ipynb #0a4da18a
+def _fresh_synth(es: Espeak, text: str, voice: str, rate: int|None):
+    "('ok', `es.synth(...)`) or ('error', exception), spoken by a fork of `es` so that `es` itself never speaks."
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:                                            # the copy: speak once, answer, exit without cleanup
+        os.close(r)
+        try:
+            with os.fdopen(w, 'wb') as f:
+                try: answer = ('ok', es.synth(text, voice, rate))
+                except Exception as e: answer = ('error', e)
+                pickle.dump(answer, f)
+        finally: os._exit(0)
+    os.close(w)
+    with os.fdopen(r, 'rb') as f: data = f.read()
+    code = os.waitpid(pid, 0)[1]
+    if not data: return 'error', RuntimeError(f'espeak-ng crashed speaking {text!r} (wait status {code})')
+    return pickle.loads(data)
+
 def _serve():
-    "The child's loop: one `Espeak`, answering pickled (text, voice, rate) on stdin with ('ok', result) or ('error', exception)."
+    "The child's loop: one pristine `Espeak`, answering pickled (text, voice, rate) on stdin with ('ok', result) or ('error', exception)."
     out = os.fdopen(os.dup(1), 'wb'); os.dup2(2, 1)       # the protocol owns the real stdout; stray C output goes to stderr
     def send(kind, value): pickle.dump((kind, value), out); out.flush()
     try: es = Espeak()
@@ -209,11 +230,12 @@ def _serve():
     while True:
         try: text, voice, rate = pickle.load(sys.stdin.buffer)
         except EOFError: return                              # the parent closed the pipe or died
-        try: send('ok', es.synth(text, voice, rate))
-        except Exception as e: send('error', e)
+        answer = _fresh_synth(es, text, voice, rate)
+        if isinstance(answer[1], RuntimeError) and 'crashed' in str(answer[1]): answer = _fresh_synth(es, text, voice, rate)
+        send(*answer)
 
 class EspeakProcess:
-    "`Espeak` in a child process: same `synth` and `sample_rate`; a crashed child is restarted and the text spoken again."
+    "`Espeak` in a child process, each utterance from a fresh fork: same `synth`; a crashed child is restarted, the text spoken again."
     _lock = threading.Lock()
     _instance = None
 

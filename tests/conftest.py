@@ -1,15 +1,22 @@
 from pathlib import Path
-import pytest, torch
-from mambatts_nb.data import default_codec, load_corpus, corpus_vocab
+import pytest
+# the package is imported inside the fixtures: a broken install then fails tests/test_install.py with one line naming
+# the broken package, instead of this file failing to load with a traceback for every test
 
 @pytest.fixture(scope='session')
-def codec(): return default_codec()
+def codec():
+    from mambatts_nb.data import default_codec
+    return default_codec()
 
 @pytest.fixture(scope='session')
-def utts(codec): return load_corpus(range(6), codec, progress=False)
+def utts(codec):
+    from mambatts_nb.data import load_corpus
+    return load_corpus(range(6), codec, progress=False)
 
 @pytest.fixture(scope='session')
-def vocab(): return corpus_vocab()
+def vocab():
+    from mambatts_nb.data import corpus_vocab
+    return corpus_vocab()
 
 @pytest.fixture(scope='session')
 def short_run_root(tmp_path_factory):
