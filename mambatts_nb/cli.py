@@ -25,7 +25,8 @@ def _fail(message: str):
     raise SystemExit(2)
 
 def main(argv=None):
-    "Run `mambatts <command> [args] [--debug]`: a user error is one line `error: …` and exit status 2; `--debug` shows the traceback."
+    """Run `mambatts <command> [args] [--debug]`: a user error is one line `error: …` and exit status 2; `--debug` shows the
+    traceback. Returns None, so the console script exits 0 (it passes a return value to `sys.exit`)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = '--debug' in argv
     if debug: argv.remove('--debug')
@@ -33,11 +34,11 @@ def main(argv=None):
         _fail(f"unknown command {(argv or [''])[0]!r}; usage: mambatts {{{','.join(COMMANDS)}}} [--help] [--debug]")
     fn = COMMANDS[argv[0]]
     args = anno_parser(getattr(fn, '__wrapped__', fn), prog=f'mambatts {argv[0]}').parse_args(argv[1:])
-    try: return fn(**{k: v for k, v in vars(args).items() if k not in ('pdb', 'xtra')})   # fastcore's own flags dropped
+    try: fn(**{k: v for k, v in vars(args).items() if k not in ('pdb', 'xtra')})   # fastcore's own flags dropped
     except USER_ERRORS as e:
         if debug: raise
         _fail(' '.join(str(e).split()))                      # one line, whatever the message's own line breaks
 
 def bench(argv=None):
     "`mambatts-bench …`, the same as `mambatts bench …`."
-    return main(['bench', *(sys.argv[1:] if argv is None else argv)])
+    main(['bench', *(sys.argv[1:] if argv is None else argv)])

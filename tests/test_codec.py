@@ -42,3 +42,19 @@ def test_air_gapped_encodec_dir_errors_name_the_file(tmp_path, monkeypatch):
     (tmp_path/ENCODEC_CHECKPOINT).write_bytes(b'corrupt')
     with pytest.raises(ValueError, match=f"{ENCODEC_CHECKPOINT}' is not EnCodec's 24 kHz checkpoint .*checksum"):
         load_codec('pretrained')
+
+def test_shipped_calibration_is_what_mambatts_calibrate_rebuilds(tmp_path):
+    """The spectral codec the package ships is what `mambatts calibrate` fits from the embedded corpus, for the key it
+    records. Rebuilt here it is the same bytes; another CPU may round a distance differently and move a k-means
+    assignment, so the check allows 1% of codewords to differ."""
+    from importlib.resources import files
+    from safetensors import safe_open
+    from mambatts_nb.cli import main
+    from mambatts_nb.codec import SHIPPED_SPECTRAL
+    out = tmp_path/'rebuilt.safetensors'
+    main(['calibrate', '--out', str(out)])
+    with safe_open(str(files('mambatts_nb')/SHIPPED_SPECTRAL), 'pt') as s, safe_open(str(out), 'pt') as r:
+        assert r.metadata() == s.metadata() and default_codec('spectral').key == f"spectral-{s.metadata()['key']}"
+        torch.testing.assert_close(r.get_tensor('mean'), s.get_tensor('mean'), atol=1e-5, rtol=0)
+        same = (r.get_tensor('codebooks') - s.get_tensor('codebooks')).abs().amax(-1) < 1e-3     # (8, 1024) codewords
+        assert same.float().mean() >= 0.99, f'{int((~same).sum())} of {same.numel()} codewords differ'

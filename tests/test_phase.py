@@ -9,7 +9,7 @@ from mambatts_nb.train import train
 TIMING = {'wall_s', 'fwd_ms', 'bwd_ms', 'opt_ms', 'step_ms', 'tokens_per_s', 'tensor_peak_mb'}
 def rows(run): return [{k: v for k, v in r.items() if k not in TIMING} for r in csv.DictReader((Path(run)/'metrics.csv').open())]
 
-def test_phase_runs_skips_finished_and_records_failures(tmp_path):
+def test_phase_runs_skips_finished_and_records_failures(tmp_path, capsys):
     status = run_phase('1', seeds=1, steps=3, only=['phase1-hybrid'], out_dir=tmp_path, progress=False)
     run = tmp_path/'phase1'/'phase1-hybrid-L1-H128-fragment-s0'
     assert status == {'phase1-hybrid-L1-H128-fragment-s0': 'done'}
@@ -33,7 +33,10 @@ def test_phase_runs_skips_finished_and_records_failures(tmp_path):
     main(['report', str(tmp_path/'phase1')])
     report = (tmp_path/'phase1'/'report.md').read_text()
     assert 'phase1-hybrid-L1-H128-fragment' in report and "device 'cuda' requested" in report
-    with pytest.raises(FileNotFoundError, match="'/no/such' is not a directory"): main(['report', '/no/such'])
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as e: main(['report', '/no/such'])                # a user's mistake: one line, status 2
+    assert e.value.code == 2 and capsys.readouterr().err == ("error: '/no/such' is not a directory: give a phase directory "
+                                                             "such as outputs/phase3\n")
 
 def test_a_killed_submitit_job_is_recorded_and_resubmitting_finishes_it(tmp_path):
     run = tmp_path/'phase1'/'phase1-hybrid-L1-H128-fragment-s0'

@@ -112,8 +112,13 @@ def test_mambatts_generate_cli_writes_a_wav(tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     audio, sr = sf.read(out)
     assert sr == 24000 and len(audio) > 2400 and 'codec:' in r.stdout
-    r = subprocess.run([str(cli), 'generate', 'Litwo!', '--run', str(tmp_path/'nope')], capture_output=True, text=True)
-    assert r.returncode != 0 and "config.json' not found" in r.stderr
+    # a user's mistake: one line naming it and exit status 2; the traceback only with --debug
+    for args, msg in ((['Litwo!', '--run', str(tmp_path/'nope')], f"error: '{tmp_path/'nope'/'config.json'}' not found"),
+                      (['', '--run', str(tmp_path/'run')], "error: Empty text '': give at least one Polish word")):
+        r = subprocess.run([str(cli), 'generate', *args], capture_output=True, text=True)
+        assert r.returncode == 2 and r.stderr.splitlines()[-1].startswith(msg) and 'Traceback' not in r.stderr, r.stderr
+    r = subprocess.run([str(cli), 'generate', '', '--run', str(tmp_path/'run'), '--debug'], capture_output=True, text=True)
+    assert r.returncode == 1 and 'Traceback' in r.stderr and r.stderr.splitlines()[-1].startswith('ValueError: Empty text')
 
 def test_listen_notebook_renders_dashboard_with_audio(tmp_path, short_run_root):
     out = tmp_path/'listen.ipynb'
