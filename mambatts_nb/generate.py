@@ -130,15 +130,19 @@ def write_samples(run_dir, model, vocab, codec, ref: Utterance, texts=TEST_PROMP
     gen = synthesise(model, vocab, [ref.text, *texts], ref, speed, speaker)
     items += [(f'reference_generated', g['text'], g['codes'], g) for g in gen[:1]]
     items += [(f'prompt_{i+1}', g['text'], g['codes'], g) for i, g in enumerate(gen[1:])]
-    records = []
+    records, decoded = [], {}
+    def decode(codes):   # once per distinct codes: decoding is deterministic, and a memorised reference repeats its codes
+        key = (tuple(codes.shape), codes.numpy().tobytes())
+        if key not in decoded: decoded[key] = codec.decode(codes).clamp(-1, 1)
+        return decoded[key]
     for name, text, codes, g in items:
-        wav = codec.decode(codes).clamp(-1, 1).numpy()
+        wav = decode(codes).numpy()
         sf.write(d/f'{name}.wav', wav, SAMPLE_RATE)
         rec = dict(name=name, file=f'samples/{name}.wav', text=text, seconds=len(wav) / SAMPLE_RATE, codec=codec.label,
                    speaker=gen[0]['speaker'])
         if g is not None and name.startswith('reference'):
             rec['duration_error_frames'] = (g['durations'] - ref.durations).abs().float().mean().item()
-            rec.update(audio_measures(torch.from_numpy(wav), codec.decode(ref.codes).clamp(-1, 1)))
+            rec.update(audio_measures(torch.from_numpy(wav), decode(ref.codes)))
         records.append(rec)
     write_json(d/'samples.json', records)
     return records
