@@ -14,8 +14,11 @@ from tqdm.auto import tqdm
 from fastcore.script import call_parse
 from .codec import log_mel, FRAME_RATE
 from .text import Vocab, speak
-from .runs import atomic_save, atomic_write_text, write_json, read_json
-from .data import to_24k, frame_durations, corpus_sentences, corpus_vocab, data_vocab, _sha
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+from .runs import atomic_save, atomic_write_text, write_json, read_json, cache_dir
+from .data import to_24k, frame_durations, corpus_sentences, corpus_vocab, data_vocab, load_corpus, _sha
+from .corpora import prepare, _read_jsonl
 
 # %% auto #0
 __all__ = ['SHIFT', 'align_features', 'log_prior', 'Aligner', 'forward_sum_loss', 'mas', 'hard_attention', 'binarization_loss',
@@ -195,8 +198,6 @@ def validate_espeak(voice: str = 'pl', rate: int|None = None, n: int|None = None
 # %% ../nbs/04b_align.ipynb #37b3a4f5
 def learned_corpus_durations(epochs: int = 20, seed: int = 0, progress: bool = True) -> dict:
     "id → learned durations (P,) for every utterance of the embedded corpus (default voice); aligned once, then cached."
-    from mambatts_nb.data import load_corpus
-    from mambatts_nb.runs import cache_dir
     utts, sents, vocab = load_corpus(progress=progress), corpus_sentences(), corpus_vocab()
     path = cache_dir()/f'aligned-corpus-{_sha(SHIFT, epochs, seed, *(f"{u.id}:{u.n_frames}" for u in utts))}.json'
     if not path.is_file():
@@ -215,8 +216,6 @@ def learned_corpus_durations(epochs: int = 20, seed: int = 0, progress: bool = T
 # %% ../nbs/04b_align.ipynb #de851b7b
 def alignment_figure(model: Aligner, items, vocab: Vocab, k: int = 3):
     "A plotly figure: for the first `k` items, the soft attention (phonemes × frames) and the MAS path (and the exact one, where known)."
-    import plotly.graph_objects as go
-    from plotly.subplots import make_subplots
     items = items[:k]
     fig = make_subplots(rows=len(items), cols=1, subplot_titles=[it.id for it in items], vertical_spacing=0.08)
     with torch.no_grad():
@@ -238,7 +237,6 @@ def alignment_figure(model: Aligner, items, vocab: Vocab, k: int = 3):
 def align_folder(data: str, codec=None, epochs: int = 20, min_seconds: float = 0.5, max_seconds: float = 20.0, seed: int = 0,
                  progress: bool = True) -> dict:
     "Learn durations for a corpus folder and write them into its manifest; returns `aligned.json`'s record."
-    from mambatts_nb.corpora import prepare, _read_jsonl
     d = Path(prepare(data, codec, min_seconds, max_seconds, progress)['dir'])
     rows = _read_jsonl(d/'manifest.jsonl')
     if all(r['durations'] is not None for r in rows) and (d/'aligned.json').is_file(): return read_json(d/'aligned.json')

@@ -11,7 +11,8 @@ from .blocks import MambaMixer, Mamba2Mixer, make_block
 from .config import ModelConfig, check_choice
 from .ssm import resolve_backend
 from .model import TTSModel
-from .train import resolve_device, loss_fn, _forward as train_forward
+from .distributed import resolve_device
+from .model import loss_fn, forward_batch
 from .phase import PHASES, config_model
 from .data import Utterance, synth_utterance, corpus_sentences, corpus_vocab, default_codec, collate
 from .codec import FRAME_RATE
@@ -198,7 +199,7 @@ def bench_models(presets=('tiny', 'phase2-pure', 'L4_H768_E1.5'), seconds: float
         opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)       # as training does
         def step():
             with torch.autocast(device.type, torch.bfloat16, enabled=amp and device.type == 'cuda'):
-                logits, log_dur, _ = train_forward(model, b, teacher=True)
+                logits, log_dur, _ = forward_batch(model, b, teacher=True)
                 loss = loss_fn(logits, log_dur, b)[0]
             opt.zero_grad(); loss.backward(); opt.step()
         return model.param_split()['total'], step

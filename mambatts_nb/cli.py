@@ -8,7 +8,8 @@ __all__ = ['COMMANDS', 'USER_ERRORS', 'main', 'bench']
 # %% ../nbs/15_cli.ipynb #70fb726e
 import sys
 from fastcore.script import anno_parser
-from .train import train_cli, evaluate_cli
+from .train import train_cli
+from .evaluate import evaluate_cli
 from .generate import generate_cli
 from .bench import main as bench_main
 from .corpora import prepare_cli

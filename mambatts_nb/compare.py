@@ -10,8 +10,10 @@ from pathlib import Path
 from scipy import stats
 from fastcore.script import call_parse
 import plotly.graph_objects as go
+from html import escape
 from plotly.subplots import make_subplots
 from .runs import read_json, read_config, read_summary, read_milestones, read_metrics
+from .metrics import ACC_THRESHOLDS
 
 # %% auto #0
 __all__ = ['STUDY_RESULTS', 'STUDY_NOTES', 'PAIRED_FACTORS', 'curves_figure', 'write_curves', 'ci95', 'load_runs', 'phase_table',
@@ -207,7 +209,6 @@ def curves_band_figure(runs, metric: str = 'acc') -> go.Figure:
 
 def milestones_figure(runs) -> go.Figure:
     "Milestone timeline: for each configuration, the mean step at which each accuracy threshold was first reached."
-    from mambatts_nb.metrics import ACC_THRESHOLDS
     fig, groups = go.Figure(), {}
     for r in runs:
         p = Path(r['dir'])/'milestones.json'
@@ -254,8 +255,7 @@ def write_report(phase_dir) -> Path:
             scatter_figure(rows, 'ms', 'accuracy vs ms/step')]
     if any(r['heldout_acc'][0] is not None for r in rows): figs.insert(1, curves_band_figure(runs, 'heldout_acc'))
     html = ''.join(f.to_html(full_html=False, include_plotlyjs=(i == 0)) for i, f in enumerate(figs))
-    import html as h
-    (phase_dir/'report.html').write_text(f'<html><meta charset="utf-8"><body><pre>{h.escape(md)}</pre>{html}</body></html>', encoding='utf-8')
+    (phase_dir/'report.html').write_text(f'<html><meta charset="utf-8"><body><pre>{escape(md)}</pre>{html}</body></html>', encoding='utf-8')
     return phase_dir/'report.md'
 
 @call_parse

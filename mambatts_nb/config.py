@@ -5,7 +5,7 @@
 # %% ../nbs/00_config.ipynb #548e99df
 from __future__ import annotations
 import dataclasses, math
-from dataclasses import dataclass, field, asdict
+from dataclasses import dataclass
 
 # %% auto #0
 __all__ = ['ARCHS', 'KERNEL_PAIRS', 'BACKENDS', 'TEXT_DIRECTIONS', 'STYLE_DIRECTIONS', 'BIDIR_COMBINES', 'HEADS',

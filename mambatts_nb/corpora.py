@@ -9,10 +9,10 @@ from concurrent.futures import ThreadPoolExecutor
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-import soundfile as sf, torch
+import numpy as np, soundfile as sf, torch, torchaudio
 from tqdm.auto import tqdm
 from fastcore.script import call_parse
-from .text import normalise, phonemize
+from .text import normalise, phonemize, speak
 from .codec import Codec, FRAME_RATE
 from .config import check_positive
 from .runs import cache_dir, atomic_save, write_json
@@ -222,13 +222,10 @@ def prepare_cli(data: str,                  # corpus folder, or layout:folder (l
 def write_test_corpus(root, layout: str, sentences: list, bad: bool = True) -> Path:
     """A small corpus in `layout` under `root` from espeak-ng speech of `sentences` (two speakers where the layout has
     speakers), plus — when `bad` — one row of each kind that must be skipped. Returns the corpus folder."""
-    import numpy as np
-    from mambatts_nb.text import speak
     root = Path(root)/layout
     def audio(text, sr, stereo=False):
         s = speak(text)
         a = to_24k(s.audio, s.sample_rate)
-        import torchaudio
         a = torchaudio.functional.resample(a, 24000, sr).numpy()
         return np.stack([a, a], 1) if stereo else a
     fmt = dict(ljspeech=('wav', 22050), mailabs=('wav', 16000), commonvoice=('mp3', 48000), mls=('flac', 16000))[layout]

@@ -4,13 +4,12 @@
 
 # %% ../nbs/04_data.ipynb #430edf51
 from __future__ import annotations
-import csv, functools, hashlib, json, warnings
+import functools, hashlib, json
 from dataclasses import dataclass
 from importlib.resources import files
-from pathlib import Path
-import numpy as np, soundfile as sf, torch, torchaudio
+import numpy as np, torch, torchaudio
 from tqdm.auto import tqdm
-from .text import speak, normalise, phonemize, Vocab
+from .text import speak, phonemize, Vocab
 from .config import TrainConfig
 from fastcore.script import call_parse
 from .codec import (Codec, load_codec, calibrate_spectral, state_key, write_spectral, SAMPLE_RATE, N_CODEBOOKS,

@@ -4,105 +4,22 @@
 
 # %% ../nbs/10_generate.ipynb #868b134c
 from __future__ import annotations
-import json, math, time
+import time
 from pathlib import Path
-import numpy as np, scipy.fft, soundfile as sf, torch, torchaudio
-from safetensors.torch import load_file
-from .config import ModelConfig
-from .text import Vocab, phonemize
-from .codec import SAMPLE_RATE, MEL, log_mel, log_mel_distance
-from .data import TEST_PROMPTS, Utterance
-from .model import TTSModel
-from .runs import write_json, read_config
+import numpy as np, soundfile as sf, torch
+from fastcore.script import call_parse
+from .text import phonemize
+from .codec import SAMPLE_RATE
+from .data import TEST_PROMPTS, Utterance, load_corpus, default_codec
+from .runs import write_json
+from .metrics import audio_measures, f0_yin
+from .checkpoint import load_run
+from .protocols import run_data
 
 # %% auto #0
-__all__ = ['mel_cepstra', 'dtw_path', 'f0_yin', 'audio_measures', 'load_run', 'synthesise', 'write_samples', 'stream_audio',
-           'measure_streaming', 'speaker_f0', 'synthesise_to_wav', 'generate_cli']
-
-# %% ../nbs/10_generate.ipynb #fce07e52
-def mel_cepstra(wav: torch.Tensor, n: int = 13) -> torch.Tensor:
-    "Cepstra c1..cn (c0, the level, dropped) of the natural-log mel spectrum `log_mel` of 24 kHz audio: (n, frames)."
-    return torch.from_numpy(scipy.fft.dct((log_mel(wav) * math.log(10)).numpy(), type=2, norm='ortho', axis=0)[1:n + 1])
-
-def dtw_path(cost) -> list:
-    "The monotonic alignment of least total cost through `cost` (n, m): (i, j) pairs from (0, 0) to (n-1, m-1), steps (1,1), (1,0), (0,1)."
-    n, m = cost.shape
-    D = np.full((n + 1, m + 1), np.inf); D[0, 0] = 0
-    for i in range(1, n + 1):
-        for j in range(1, m + 1): D[i, j] = cost[i - 1, j - 1] + min(D[i - 1, j - 1], D[i - 1, j], D[i, j - 1])
-    i, j, path = n, m, []
-    while i > 0 and j > 0:
-        path.append((i - 1, j - 1))
-        i, j = min(((i - 1, j - 1), (i - 1, j), (i, j - 1)), key=lambda ij: D[ij])
-    return path[::-1]
-
-def f0_yin(wav, sample_rate=24000, hop=320, fmin=60.0, fmax=500.0, threshold=0.3, window=1024):
-    """F0 in Hz per 75 Hz frame (frame i centred on sample 320·i, like `log_mel`), 0 where unvoiced — YIN (de Cheveigné &
-    Kawahara 2002). `threshold` 0.3, not YIN's usual 0.1–0.15: espeak-ng's default voice came out voiced in 17% of its
-    frames at 0.15 and 46% at 0.35 on the same sentence; its synthetic periods are less regular than YIN assumes."""
-    x = np.asarray(wav, dtype=np.float64)
-    t_min, t_max = int(sample_rate / fmax), int(sample_rate / fmin) + 1
-    n = len(x) // hop + 1
-    x = np.pad(x, (window // 2, window // 2 + t_max + hop))
-    frames = np.lib.stride_tricks.sliding_window_view(x, window + t_max)[::hop][:n]            # (T, W + t_max)
-    a = frames[:, :window]
-    size = 1 << int(np.ceil(np.log2(window + t_max + window)))
-    corr = np.fft.irfft(np.fft.rfft(frames, size) * np.conj(np.fft.rfft(a, size)), size)[:, :t_max]   # Σ a_j x_{j+τ}
-    sq = np.concatenate([np.zeros((n, 1)), np.cumsum(frames ** 2, 1)], 1)
-    e_tau = sq[:, window:window + t_max] - sq[:, :t_max]                                        # Σ_{j<W} x_{j+τ}²
-    d = np.maximum(sq[:, [window]] + e_tau - 2 * corr, 0)
-    cm = d[:, 1:] * np.arange(1, t_max) / np.maximum(np.cumsum(d[:, 1:], 1), 1e-12)                # cmnd for τ ≥ 1
-    cm = np.concatenate([np.ones((n, 1)), cm], 1)
-    f0 = np.zeros(n)
-    loud = sq[:, window] > 1e-4 * max(sq[:, window].max(), 1e-12)
-    for i in np.flatnonzero(loud):
-        below = np.flatnonzero(cm[i, t_min:t_max] < threshold)
-        if not below.size: continue
-        t = t_min + below[0]
-        while t + 1 < t_max and cm[i, t + 1] < cm[i, t]: t += 1
-        if 0 < t < t_max - 1:                                                                      # parabolic refinement
-            l, c, r = cm[i, t - 1], cm[i, t], cm[i, t + 1]
-            den = l - 2 * c + r
-            t = t + (0.5 * (l - r) / den if den > 0 else 0.0)
-        f0[i] = sample_rate / t
-    return f0
-
-def audio_measures(generated: torch.Tensor, reference: torch.Tensor) -> dict:
-    """Between two 24 kHz waveforms: mean |Δ log10 mel| frame by frame over their common length (`log_mel_distance`),
-    log-F0 RMSE in cents over frames voiced in both and the voiced/unvoiced disagreement rate (`f0_yin`), both along
-    the cepstral DTW path; and mel-cepstral distortion in dB (Kubichek: (10 / ln 10) · sqrt(2 Σ Δc²) over c1..c13) along the DTW alignment of
-    their cepstra — generated speech has its own durations, and comparing frame t with frame t would mostly measure
-    the timing (a silence frame against a speech frame alone scores ~100 dB). Typical MCD: a few dB to ~20 dB."""
-    n = min(len(generated), len(reference))
-    if n < 2048: raise ValueError(f'audio too short to compare: {n} samples')
-    c1, c2 = mel_cepstra(generated.float()), mel_cepstra(reference.float())                    # (13, T1), (13, T2)
-    cost = torch.cdist(c1.T.double(), c2.T.double()).numpy()
-    path = dtw_path(cost)
-    mcd = (10 / math.log(10)) * math.sqrt(2) * float(np.mean([cost[i, j] for i, j in path]))
-    f1, f2 = f0_yin(generated.float().numpy()), f0_yin(reference.float().numpy())            # same frame grid as the cepstra
-    pairs = [(f1[i], f2[j]) for i, j in path if i < len(f1) and j < len(f2)]
-    both = [(a, b) for a, b in pairs if a > 0 and b > 0]
-    return dict(log_mel_l1=log_mel_distance(generated[:n], reference[:n]), mcd_db=mcd,
-                log_f0_rmse_cents=float(np.sqrt(np.mean([(1200 * np.log2(a / b)) ** 2 for a, b in both]))) if both else None,
-                vuv_error=float(np.mean([(a > 0) != (b > 0) for a, b in pairs])))
+__all__ = ['synthesise', 'write_samples', 'stream_audio', 'measure_streaming', 'speaker_f0', 'synthesise_to_wav', 'generate_cli']
 
 # %% ../nbs/10_generate.ipynb #d2a983cd
-def load_run(run_dir, device='cpu'):
-    "Model (eval mode), vocabulary and config of a run directory; clear errors for missing or mismatched files."
-    run_dir = Path(run_dir)
-    cfg_path, w_path = run_dir/'config.json', run_dir/'model.safetensors'
-    for p in (cfg_path, w_path):
-        if not p.is_file(): raise FileNotFoundError(f'{str(p)!r} not found: is {str(run_dir)!r} a finished run directory?')
-    config = read_config(run_dir)
-    mcfg = ModelConfig(**{**config['model'], 'kernels': tuple(config['model']['kernels'])})
-    model = TTSModel(mcfg)
-    try: state = load_file(w_path)
-    except Exception as e: raise ValueError(f'{str(w_path)!r} is corrupt or not a safetensors file ({e})') from e
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    bad = [k for k in missing + unexpected] + [k for k, v in state.items() if k in model.state_dict() and v.shape != model.state_dict()[k].shape]
-    if bad: raise ValueError(f'{str(w_path)!r} does not match the config in {str(cfg_path)!r} (first mismatches: {bad[:3]})')
-    return model.to(device).eval(), Vocab(config['vocab']), config
-
 @torch.no_grad()
 def _speaker(model, speaker, ref: Utterance, dev):
     "The speaker id to speak with: `speaker` by name, else `ref`'s speaker where the model knows it, else its first."
@@ -128,7 +45,7 @@ def write_samples(run_dir, model, vocab, codec, ref: Utterance, texts=TEST_PROMP
     d = Path(run_dir)/'samples'; d.mkdir(parents=True, exist_ok=True)
     items = [('reference_codec', ref.text, ref.codes, None)]
     gen = synthesise(model, vocab, [ref.text, *texts], ref, speed, speaker)
-    items += [(f'reference_generated', g['text'], g['codes'], g) for g in gen[:1]]
+    items += [('reference_generated', g['text'], g['codes'], g) for g in gen[:1]]
     items += [(f'prompt_{i+1}', g['text'], g['codes'], g) for i, g in enumerate(gen[1:])]
     records, decoded = [], {}
     def decode(codes):   # once per distinct codes: decoding is deterministic, and a memorised reference repeats its codes
@@ -175,7 +92,6 @@ def _median_f0(wavs) -> tuple:
 def speaker_f0(run_dir, n: int = 8) -> list:
     """Per speaker of a multi-speaker run: the median F0 of `n` held-out sentences generated in its voice (one fixed style
     reference for all), and of up to `n` of its own held-out recordings through the codec. One dict per speaker."""
-    from mambatts_nb.train import run_data
     model, vocab, config = load_run(run_dir)
     if not model.cfg.speakers: raise ValueError(f'{str(run_dir)!r} is a one-speaker run: there is no speaker to choose')
     _, held, _, codec = run_data(config)
@@ -193,7 +109,6 @@ def speaker_f0(run_dir, n: int = 8) -> list:
 def synthesise_to_wav(run, text: str, out=None, speed: float = 1.0, chunk: int = 0, ref: int = 0, speaker: str|None = None):
     """Speak `text` with the run in `run` (style of corpus utterance `ref`, voice of `speaker` for a multi-speaker run;
     streamed when `chunk` > 0) into a 24 kHz WAV. Returns the path and the codec."""
-    from mambatts_nb.data import load_corpus, default_codec
     model, vocab, config = load_run(run)
     codec, reference = default_codec(), load_corpus([ref], progress=False)[0]
     if config['codec_key'] != codec.key: print(f"warning: run trained with codec {config['codec_key']}, decoding with {codec.key}")
@@ -204,8 +119,6 @@ def synthesise_to_wav(run, text: str, out=None, speed: float = 1.0, chunk: int =
     return out, codec
 
 # %% ../nbs/10_generate.ipynb #1497c80a
-from fastcore.script import call_parse
-
 @call_parse
 def generate_cli(text: str,                 # Polish text to speak
                  run: str = None,           # a finished run directory (config.json + model.safetensors)

@@ -6,12 +6,12 @@
 from __future__ import annotations
 import math
 import torch, torch.nn as nn, torch.nn.functional as F
-from .config import ModelConfig
+from .config import ModelConfig, PRESETS, STUDY_PARAMS, model_config
 from .blocks import make_block
 
 # %% auto #0
-__all__ = ['sinusoids', 'Stack', 'TextEncoder', 'DurationRegulator', 'StyleExtractor', 'AudioProcessor', 'TTSModel',
-           'param_table', 'print_param_table']
+__all__ = ['sinusoids', 'Stack', 'TextEncoder', 'DurationRegulator', 'StyleExtractor', 'AudioProcessor', 'TTSModel', 'loss_fn',
+           'forward_batch', 'param_table', 'print_param_table']
 
 # %% ../nbs/07_model.ipynb #5bc02f72
 def sinusoids(length, dim, device=None):
@@ -178,10 +178,27 @@ class TTSModel(nn.Module):
         split = {n: sum(p.numel() for p in m.parameters()) for n, m in self.named_children()}
         return {**split, 'total': sum(split.values())}
 
+# %% ../nbs/07_model.ipynb #20098588
+def loss_fn(logits, log_dur, batch, dur_weight: float = 1.0):
+    """Cross-entropy of each codebook averaged over the real frames, summed over codebooks, + weighted MSE on
+    log(1 + duration). Returns total, token, duration. Padded frames are ignored by target, not gathered out: the logits
+    (b, 8, t, V) are read in their (b, t, 8, V) memory order, with no copy of the batch's largest tensor."""
+    m = batch.frame_mask
+    target = batch.codes.transpose(1, 2).masked_fill(~m[..., None], -100)     # (b, t, 8); -100 = ignored
+    lg = logits.transpose(1, 2)
+    tok = F.cross_entropy(lg.reshape(-1, lg.shape[-1]).float(), target.reshape(-1), ignore_index=-100, reduction='sum') / m.sum()
+    pm = batch.phoneme_mask
+    dur = F.mse_loss(log_dur[pm].float(), torch.log1p(batch.durations[pm].float()))
+    return tok + dur_weight * dur, tok, dur
+
+def forward_batch(model, b, teacher: bool = False):
+    """The model on batch `b` with its true durations, its own codes as style reference. Hierarchical heads read the true
+    lower codebooks when `teacher` (the training loss), else their own predictions, as at inference (every evaluation)."""
+    return model(b.phonemes, b.phoneme_mask, b.durations, b.codes, b.frame_mask, b.speakers, codes=b.codes if teacher else None)
+
 # %% ../nbs/07_model.ipynb #94b98cd4
 def param_table(presets=None, vocab_size: int = 58) -> list:
     "Rows of (preset, arch, per-component counts, total, study's count, relative difference) for named presets."
-    from mambatts_nb.config import PRESETS, STUDY_PARAMS, model_config
     rows = []
     for p in presets or [p for p in PRESETS if not p.startswith('L') or p in STUDY_PARAMS]:
         with torch.device('meta'): split = TTSModel(model_config(p, vocab_size=vocab_size)).param_split()

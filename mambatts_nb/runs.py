@@ -6,11 +6,11 @@
 from __future__ import annotations
 import csv, json, os, socket, time
 from contextlib import contextmanager
-from dataclasses import dataclass, asdict
+from dataclasses import dataclass
 from pathlib import Path
 import torch
 from filelock import FileLock, Timeout
-from .config import ModelConfig, TrainConfig, DATA_PROTOCOLS, PRESETS, model_config, depth
+from .config import ModelConfig, TrainConfig, DATA_PROTOCOLS, model_config, depth
 
 # %% auto #0
 __all__ = ['MODEL_KNOBS', 'NAME_TAGS', 'project_root', 'outputs_dir', 'cache_dir', 'atomic_write', 'atomic_save',

@@ -4,198 +4,30 @@
 
 # %% ../nbs/09_train.ipynb #b073e1f5
 from __future__ import annotations
-import csv, json, math, os, time
+import csv, json, time
 from contextlib import nullcontext
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
-import torch, torch.nn.functional as F, torch.distributed as dist
+import torch, torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
-from safetensors.torch import save_file
 from tqdm.auto import tqdm
 from fastcore.script import call_parse
-from .config import ModelConfig, TrainConfig, DATA_PROTOCOLS
-from .codec import N_CODEBOOKS, log_mel_distance
-from .runs import (atomic_save, atomic_write, write_csv, write_json, read_json, read_summary, is_finished, run_lock,
-                              resolve_run_config, outputs_dir)
-from .data import default_codec, corpus_vocab, data_vocab, load_corpus, require_durations, split, collate, corpus_sentences, run_speakers
-from .corpora import LAYOUTS, load_folder, skip_summary
-from .model import TTSModel
+from .config import ModelConfig, TrainConfig
+from .codec import N_CODEBOOKS
+from .runs import write_csv, write_json, read_json, read_summary, is_finished, run_lock, resolve_run_config, outputs_dir
+from .data import collate, run_speakers
+from .model import TTSModel, loss_fn, forward_batch
 from .metrics import (token_accuracy, duration_accuracy, Milestones, StepTimer, tensor_peak_mb, state_tensors,
                                  code_baselines, majority_codes, run_record)
 from .ssm import resolve_backend
+from .distributed import resolve_device, dist_env, dist_start, all_sum
+from .protocols import prepare_data
+from .checkpoint import save_checkpoint, load_checkpoint, save_weights
+from .evaluate import evaluate, teacher_forced, heldout_audio
 
 # %% auto #0
-__all__ = ['NO_DECAY', 'CKPT_FORMAT', 'COLUMNS', 'RESUMABLE', 'resolve_device', 'dist_env', 'dist_start', 'all_sum',
-           'prepare_data', 'loss_fn', 'evaluate', 'teacher_forced', 'run_data', 'evaluate_run', 'evaluate_cli',
-           'heldout_audio', 'param_groups', 'save_checkpoint', 'load_checkpoint', 'Session', 'setup', 'restore',
-           'train_steps', 'train', 'finish', 'train_cli']
-
-# %% ../nbs/09_train.ipynb #83104b30
-def resolve_device(name: str = 'auto') -> torch.device:
-    "'auto' → CUDA when available, else CPU; 'cuda' without a GPU is an error."
-    if name == 'auto': return torch.device('cuda' if torch.cuda.is_available() else 'cpu')
-    if name == 'cuda' and not torch.cuda.is_available():
-        raise ValueError("device 'cuda' requested but no CUDA GPU is available; use 'auto' or 'cpu'")
-    if name not in ('cpu', 'cuda'): raise ValueError(f"Unknown device {name!r}; accepted: auto, cpu, cuda")
-    return torch.device(name)
-
-def dist_env() -> tuple:
-    "(rank, world size) of this process as torchrun sets them; (0, 1) for a plain process."
-    return int(os.environ.get('RANK', 0)), int(os.environ.get('WORLD_SIZE', 1))
-
-def dist_start(device: torch.device) -> torch.device:
-    "Under torchrun, join the process group (NCCL on CUDA, gloo on the CPU) and return this rank's device."
-    if dist_env()[1] == 1: return device
-    if device.type == 'cuda': device = torch.device('cuda', int(os.environ.get('LOCAL_RANK', 0))); torch.cuda.set_device(device)
-    if not dist.is_initialized(): dist.init_process_group('nccl' if device.type == 'cuda' else 'gloo')
-    return device
-
-def all_sum(*xs, device) -> list:
-    "Each number summed over the ranks (the numbers themselves in a plain process)."
-    if dist_env()[1] == 1: return list(xs)
-    t = torch.tensor(xs, dtype=torch.float64, device=device)
-    dist.all_reduce(t)
-    return t.tolist()
-
-# %% ../nbs/09_train.ipynb #77ae1f6f
-def prepare_data(tcfg: TrainConfig, progress: bool = True):
-    "Train and held-out utterances, the vocabulary and the codec for `tcfg.data`."
-    codec, vocab = default_codec(), corpus_vocab()
-    if tcfg.data == 'corpus-multi':                                             # three espeak voices: exact durations
-        if tcfg.durations == 'learned': raise ValueError("durations='learned' is measured on the one-voice corpus; corpus-multi has exact durations only")
-        utts = load_corpus(None, codec, progress, multi=True)
-        return (*split(utts, tcfg.heldout), data_vocab(u.phonemes for u in utts), codec)
-    if tcfg.data in DATA_PROTOCOLS:
-        utts = load_corpus(None if tcfg.data == 'corpus' else [tcfg.fragment], codec, progress)
-        if tcfg.durations == 'learned':                                          # the aligner's, learned on all 223 sentences
-            from mambatts_nb.align import learned_corpus_durations
-            learned = learned_corpus_durations(progress=progress)
-            utts = [replace(u, durations=learned[u.id]) for u in utts]
-        if tcfg.data == 'fragment': return utts, [], vocab, codec
-        train, held = split(utts, tcfg.heldout)
-        return train, held, vocab, codec
-    try:
-        from mambatts_nb.align import align_folder
-        align_folder(tcfg.data, codec, progress=progress)                     # prepared and aligned once (real recordings have no durations)
-        utts, skips = load_folder(tcfg.data, codec, progress=progress)
-    except FileNotFoundError as e:
-        raise FileNotFoundError(f"data must be one of {', '.join(DATA_PROTOCOLS)} or a corpus folder "
-                                f"([layout:]folder, layouts {', '.join(LAYOUTS)}); {tcfg.data!r} is neither") from e
-    if skips and progress: print(f'{tcfg.data}: {len(utts)} utterances kept, {len(skips)} skipped {skip_summary(skips)}')
-    vocab = data_vocab(u.phonemes for u in utts)
-    require_durations(utts, tcfg.data)
-    n_held = min(tcfg.heldout, len(utts) // 10)                              # a folder: up to 10% held out
-    return (*split(utts, n_held), vocab, codec) if n_held else (utts, [], vocab, codec)
-
-# %% ../nbs/09_train.ipynb #37e993f2
-def loss_fn(logits, log_dur, batch, dur_weight: float = 1.0):
-    """Cross-entropy of each codebook averaged over the real frames, summed over codebooks, + weighted MSE on
-    log(1 + duration). Returns total, token, duration. Padded frames are ignored by target, not gathered out: the logits
-    (b, 8, t, V) are read in their (b, t, 8, V) memory order, with no copy of the batch's largest tensor."""
-    m = batch.frame_mask
-    target = batch.codes.transpose(1, 2).masked_fill(~m[..., None], -100)     # (b, t, 8); -100 = ignored
-    lg = logits.transpose(1, 2)
-    tok = F.cross_entropy(lg.reshape(-1, lg.shape[-1]).float(), target.reshape(-1), ignore_index=-100, reduction='sum') / m.sum()
-    pm = batch.phoneme_mask
-    dur = F.mse_loss(log_dur[pm].float(), torch.log1p(batch.durations[pm].float()))
-    return tok + dur_weight * dur, tok, dur
-
-def _forward(model, b, teacher: bool = False):
-    """The model on batch `b` with its true durations, its own codes as style reference. Hierarchical heads read the true
-    lower codebooks when `teacher` (the training loss), else their own predictions, as at inference (every evaluation)."""
-    return model(b.phonemes, b.phoneme_mask, b.durations, b.codes, b.frame_mask, b.speakers, codes=b.codes if teacher else None)
-
-@torch.no_grad()
-def evaluate(model, utts, vocab, device, batch_size=8, teacher: bool = False) -> dict:
-    """Accuracy (all codebooks and each), cross-entropy per codebook (nats) and duration accuracy on `utts`, given the true
-    durations (hierarchical heads read their own lower codebooks, as at inference; with `teacher`, the true ones);
-    for a model with speakers also the accuracy of each speaker's utterances (`heldout_acc_by_speaker`)."""
-    model.eval()
-    hits, ce, n, dhits, dn = torch.zeros(N_CODEBOOKS), torch.zeros(N_CODEBOOKS), 0, 0.0, 0
-    by_speaker = {}                                                                           # name: [hits, frames × 8]
-    for i in range(0, len(utts), batch_size):
-        b = collate(utts[i:i+batch_size], vocab, model.cfg.speakers).to(device)
-        logits, log_dur, _ = _forward(model, b, teacher)
-        m = b.frame_mask
-        valid, codes = logits.transpose(1, 2)[m].float(), b.codes.transpose(1, 2)[m]          # (frames, 8, V), (frames, 8)
-        right = valid.argmax(-1) == codes
-        hits += right.sum(0).cpu()
-        if model.cfg.speakers:
-            row = torch.arange(m.shape[0], device=m.device)[:, None].expand_as(m)[m]            # the batch row of each frame
-            for r, u in enumerate(utts[i:i+batch_size]):
-                h = by_speaker.setdefault(u.speaker, [0, 0]); h[0] += int(right[row == r].sum()); h[1] += int((row == r).sum()) * N_CODEBOOKS
-        ce += F.cross_entropy(valid.transpose(1, 2), codes, reduction='none').sum(0).cpu()
-        n += int(m.sum())
-        pm = b.phoneme_mask.sum().item()
-        dhits += duration_accuracy(log_dur, b.durations, b.phoneme_mask) * pm; dn += pm
-    model.train()
-    return dict(heldout_acc=(hits.sum() / (n * N_CODEBOOKS)).item(), heldout_acc_cb=(hits / n).tolist(),
-                heldout_ce=(ce / n).mean().item(), heldout_ce_cb=(ce / n).tolist(), heldout_dur_acc=dhits / dn,
-                **({'heldout_acc_by_speaker': {k: h / t for k, (h, t) in sorted(by_speaker.items())}} if by_speaker else {}))
-
-def teacher_forced(ev: dict) -> dict:
-    "`evaluate(…, teacher=True)`'s token measures renamed heldout_teacher_*, to sit beside the free-running ones."
-    return {k.replace('heldout', 'heldout_teacher'): ev[k] for k in ('heldout_acc', 'heldout_acc_cb', 'heldout_ce', 'heldout_ce_cb')}
-
-def run_data(config: dict) -> tuple:
-    """`prepare_data` for a finished run's recorded `config`: its train and held-out utterances, vocabulary and codec;
-    refused when today's training split differs from the one the run recorded (its held-out data would not be held out)."""
-    tcfg = TrainConfig(**config['train'])
-    data = prepare_data(tcfg, progress=False)
-    ids = config.get('train_ids') or []
-    if [u.id for u in data[0]][:len(ids)] != ids:
-        raise ValueError(f"the training split of {tcfg.data!r} today differs from the one run {config['group']!r} recorded: "
-                         'its held-out data would not be held out')
-    return data
-
-def evaluate_run(run_dir, teacher: bool = False, device='cpu', save: bool = False) -> dict:
-    """`evaluate` a finished run's model on its own held-out utterances (`run_data`) → the measures, heldout_teacher_*
-    when `teacher`; `save` (with `teacher`) merges those into the run's summary.json, as a run trained today records
-    them (runs trained before they were recorded)."""
-    if save and not teacher:
-        raise ValueError('save stores the teacher-forced measures (teacher=True); the free-running ones are in summary.json already')
-    from mambatts_nb.generate import load_run
-    model, vocab, config = load_run(run_dir, device)
-    _, held, _, _ = run_data(config)
-    if not held: raise ValueError(f"{str(run_dir)!r} was trained on {config['train']['data']!r}, which has no held-out utterances")
-    ev = evaluate(model, held, vocab, torch.device(device), teacher=teacher)
-    if not teacher: return ev
-    ev = teacher_forced(ev)
-    if save:
-        s = read_summary(run_dir)
-        if not (s and s.get('finished')): raise ValueError(f'{str(run_dir)!r} has no finished summary.json to add the measures to')
-        write_json(Path(run_dir)/'summary.json', s | ev)
-    return ev
-
-@call_parse
-def evaluate_cli(run_dir: str,           # a finished run directory trained with held-out data (corpus protocols, folders)
-                 teacher: bool = False,  # hierarchical heads read the true lower codebooks (else their own, as at inference)
-                 device: str = 'cpu',    # cpu or cuda
-                 save: bool = False):    # with --teacher: add those measures to the run's summary.json (older runs lack them)
-    "Print a finished run's held-out measures as JSON, recomputed from its model.safetensors."
-    print(json.dumps(evaluate_run(run_dir, teacher, device, save), indent=1))
-
-@torch.no_grad()
-def heldout_audio(model, held, train, vocab, codec, device, n: int = 4) -> dict:
-    """How the model sounds on held-out text: mean log-mel distance, over the first `n` held-out utterances, between the
-    codec's decoding of the model's codes (argmax, reference durations) and the codec's own round trip of the true codes;
-    beside it the same distance for the majority code of each codebook at every frame (what guessing sounds like).
-    0 would be a model whose codes sound like the truth through this codec. Also, between the same two signals, the
-    DTW-aligned mel-cepstral distortion, log-F0 RMSE and voiced/unvoiced error of `generate.audio_measures`."""
-    from mambatts_nb.generate import audio_measures
-    was, majority = model.training, majority_codes(u.codes for u in train)                  # (8,)
-    model.eval()
-    d = dict(generated=[], majority=[], mcd_db=[], log_f0_rmse_cents=[], vuv_error=[])
-    for u in held[:n]:
-        codes = _forward(model, collate([u], vocab, model.cfg.speakers).to(device))[0][0].argmax(-1).cpu()      # (8, t)
-        truth, gen = codec.decode(u.codes), codec.decode(codes)
-        d['generated'].append(log_mel_distance(gen, truth))
-        d['majority'].append(log_mel_distance(codec.decode(majority[:, None].expand_as(u.codes)), truth))
-        m = audio_measures(gen.clamp(-1, 1), truth.clamp(-1, 1))
-        for k in ('mcd_db', 'log_f0_rmse_cents', 'vuv_error'):
-            if m[k] is not None: d[k].append(m[k])                  # no F0 error where no frame is voiced in both
-    model.train(was)
-    return {k: sum(v) / len(v) if v else None for k, v in d.items()} | dict(n=len(d['generated']))
+__all__ = ['NO_DECAY', 'COLUMNS', 'RESUMABLE', 'param_groups', 'Session', 'setup', 'restore', 'train_steps', 'train', 'finish',
+           'train_cli']
 
 # %% ../nbs/09_train.ipynb #208e895a
 NO_DECAY = ('A_log', 'D')          # state-spaces/mamba's _no_weight_decay parameters
@@ -207,23 +39,6 @@ def param_groups(model, weight_decay: float) -> list:
         if not p.requires_grad: continue
         (no_decay if p.dim() < 2 or name.rsplit('.', 1)[-1] in NO_DECAY else decay).append(p)
     return [dict(params=decay, weight_decay=weight_decay), dict(params=no_decay, weight_decay=0.0)]
-
-# %% ../nbs/09_train.ipynb #060b2734
-CKPT_FORMAT = 'mambatts_nb-checkpoint-1'
-
-def save_checkpoint(path, model, opt, sampler, step, wall_s, milestones):
-    "Everything needed to continue exactly: weights, optimiser, RNGs, step, wall time, milestones."
-    atomic_save(dict(format=CKPT_FORMAT, model=model.state_dict(), opt=opt.state_dict(), step=step, wall_s=wall_s,
-                     rng=torch.get_rng_state(), sampler=sampler.get_state(), milestones=json.dumps(milestones.data),
-                     cuda_rng=torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []), path)
-
-def load_checkpoint(path, map_location='cpu') -> dict:
-    "Load a checkpoint; a corrupt or foreign file raises a `ValueError` naming it (the file is left untouched)."
-    try: ck = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as e: raise ValueError(f'Checkpoint {str(path)!r} is corrupt or unreadable ({type(e).__name__}: {e})') from e
-    if not isinstance(ck, dict) or ck.get('format') != CKPT_FORMAT:
-        raise ValueError(f'{str(path)!r} is not a mambatts_nb checkpoint (expected format {CKPT_FORMAT!r})')
-    return ck
 
 # %% ../nbs/09_train.ipynb #17356a62
 COLUMNS = (['step', 'wall_s', 'loss', 'token_loss', 'dur_loss', 'acc', 'top10', 'dur_acc']
@@ -329,7 +144,7 @@ def train_steps(s: Session, tcfg: TrainConfig, progress: bool = True):
             def one_step():
                 b = collate(_sample(s.train_utts, tcfg.batch_size, s.sampler, s.rank, s.world), s.vocab, s.model.cfg.speakers).to(s.device)
                 with timer('fwd'), torch.autocast(s.device.type, torch.bfloat16, enabled=amp):
-                    logits, log_dur, _ = _forward(s.ddp or s.model, b, teacher=True)
+                    logits, log_dur, _ = forward_batch(s.ddp or s.model, b, teacher=True)
                     loss, tok, dur = loss_fn(logits, log_dur, b, tcfg.dur_weight)
                     if s.world > 1:   # DDP averages gradients over ranks: weight each rank's means so the average is the global batch's
                         n, p = b.frame_mask.sum().item(), b.phoneme_mask.sum().item()
@@ -393,8 +208,7 @@ def _median(xs): return sorted(xs)[len(xs) // 2] if xs else None
 
 def finish(s: Session) -> dict:
     "Write model.safetensors, milestones.json and summary.json (written last: it marks the run finished)."
-    weights = {k: v.detach().contiguous().cpu() for k, v in s.model.state_dict().items()}
-    atomic_write(s.run_dir/'model.safetensors', lambda tmp: save_file(weights, tmp))
+    save_weights(s.run_dir/'model.safetensors', s.model)
     write_json(s.run_dir/'milestones.json', s.milestones.data)
     rows = list(csv.DictReader((s.run_dir/'metrics.csv').open()))
     col = lambda c, rs=rows: [float(r[c]) for r in rs if r.get(c) not in (None, '')]

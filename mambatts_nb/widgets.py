@@ -13,6 +13,7 @@ from matplotlib.figure import Figure
 from .codec import SAMPLE_RATE, MEL, log_mel, codec_warning
 from .compare import curves_figure
 from .runs import read_json
+from .generate import synthesise_to_wav
 
 # %% auto #0
 __all__ = ['MEL_HOP', 'N_MELS', 'hz_to_mel', 'log_mel_db', 'mel_png', 'find_runs', 'codec_note', 'sample_row', 'run_panel',
@@ -125,7 +126,6 @@ class Dashboard:
 
     def synthesise(self) -> Path|None:
         "Speak the text box with the first selected run; play it below, the codec's warning under it."
-        from mambatts_nb.generate import synthesise_to_wav
         self.synth_out.clear_output()
         with self.synth_out:
             if not self.picker.value: print('select a run first'); return None

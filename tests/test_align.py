@@ -27,7 +27,6 @@ def test_align_cli_writes_durations_into_the_manifest(tmp_path):
 
 def test_training_on_learned_corpus_durations(tmp_path):
     "durations='learned': the corpus protocol's exact durations replaced by the aligner's — close to them, not equal."
-    import torch
     from mambatts_nb.align import learned_corpus_durations, boundary_errors
     from mambatts_nb.data import load_corpus
     from mambatts_nb.runs import resolve_run_config, read_config

@@ -8,7 +8,8 @@ from mambatts_nb.model import TTSModel
 from mambatts_nb.ssm import selective_scan, mamba_ssm_available
 from mambatts_nb.blocks import make_block
 from mambatts_nb.runs import resolve_run_config, read_metrics
-from mambatts_nb.train import loss_fn, train
+from mambatts_nb.model import loss_fn
+from mambatts_nb.train import train
 
 pytestmark = [pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA GPU')]
 

@@ -2,7 +2,7 @@
 import re
 import pytest, torch
 from mambatts_nb.codec import Codec, N_CODEBOOKS, CODEBOOK_SIZE, HOP
-from mambatts_nb.data import load_corpus, to_24k, corpus_sentences, frame_durations
+from mambatts_nb.data import to_24k, corpus_sentences, frame_durations
 from mambatts_nb.text import speak, normalise
 
 def test_durations_sum_exactly_to_token_counts(utts):

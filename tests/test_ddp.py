@@ -1,6 +1,5 @@
 "One run on several processes (torchrun, DDP, gloo on the CPU): the losses of one process with the same global batch; resume after kill -9."
-import csv, json, os, signal, subprocess, sys, time
-from pathlib import Path
+import csv, json, signal, subprocess, sys, time
 import psutil, pytest
 from mambatts_nb.config import model_config, TrainConfig
 from mambatts_nb.train import train

@@ -1,6 +1,6 @@
 "Padding invariance on real data, Mamba and Mamba-2 step == full sequence == chunks, hierarchical heads, preset parameter counts."
 import pytest, torch
-from mambatts_nb.config import model_config, ModelConfig, STUDY_PARAMS
+from mambatts_nb.config import model_config, STUDY_PARAMS
 from mambatts_nb.data import collate
 from mambatts_nb.model import TTSModel
 from mambatts_nb.blocks import MambaMixer, Mamba2Mixer

@@ -2,11 +2,12 @@
 import json, subprocess, sys, time
 from pathlib import Path
 import pytest, torch
-from mambatts_nb.config import model_config, TrainConfig
+from mambatts_nb.config import model_config
 from mambatts_nb.data import collate
 from mambatts_nb.metrics import tensor_peak_mb, state_tensors
 from mambatts_nb.model import TTSModel
-from mambatts_nb.train import loss_fn, param_groups
+from mambatts_nb.model import loss_fn
+from mambatts_nb.train import param_groups
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = """

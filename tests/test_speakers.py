@@ -3,7 +3,8 @@ import json, subprocess, sys
 from pathlib import Path
 import papermill as pm, pytest, soundfile as sf, torch
 from mambatts_nb.data import CORPUS_SPEAKERS, load_corpus, split
-from mambatts_nb.generate import load_run, synthesise
+from mambatts_nb.checkpoint import load_run
+from mambatts_nb.generate import synthesise
 
 ROOT = Path(__file__).resolve().parents[1]
 NAMES = sorted(CORPUS_SPEAKERS)

@@ -1,9 +1,10 @@
 "The training notebook through papermill, bad parameters, resume and skip."
 import csv, json
 from pathlib import Path
-import papermill as pm, pytest, soundfile as sf, torch
+import papermill as pm, pytest, soundfile as sf
 from mambatts_nb.config import model_config, TrainConfig
-from mambatts_nb.train import train, evaluate_run, COLUMNS
+from mambatts_nb.train import train, COLUMNS
+from mambatts_nb.evaluate import evaluate_run
 from mambatts_nb.metrics import ACC_THRESHOLDS, DUR_THRESHOLDS
 
 ROOT = Path(__file__).resolve().parents[1]
