@@ -49,7 +49,9 @@ class MambaMixer(nn.Module):
         dt = torch.exp(torch.rand(self.d_inner) * (math.log(dt_max) - math.log(dt_min)) + math.log(dt_min)).clamp(min=dt_init_floor)
         with torch.no_grad(): self.dt_proj.bias.copy_(dt + torch.log(-torch.expm1(-dt)))   # inverse softplus
         self.A_log = nn.Parameter(torch.log(torch.arange(1, d_state + 1, dtype=torch.float32).repeat(self.d_inner, 1)))
+        self.A_log._no_weight_decay = True                   # as mamba_simple: the optimiser groups read the mark
         self.D = nn.Parameter(torch.ones(self.d_inner))
+        self.D._no_weight_decay = True
         self.out_proj = nn.Linear(self.d_inner, d_model, bias=bias)
 
     def _ssm_inputs(self, x):
@@ -123,6 +125,7 @@ class Mamba2Mixer(nn.Module):
         self.dt_bias = nn.Parameter(dt + torch.log(-torch.expm1(-dt)))                              # inverse softplus
         self.A_log = nn.Parameter(torch.empty(self.nheads).uniform_(*A_init_range).log())
         self.D = nn.Parameter(torch.ones(self.nheads))
+        for p in (self.dt_bias, self.A_log, self.D): p._no_weight_decay = True   # as mamba2_simple
         self.norm = GatedRMSNorm(self.d_inner, self.d_inner // ngroups)
         self.out_proj = nn.Linear(self.d_inner, d_model, bias=bias)
 

@@ -26,18 +26,15 @@ from .checkpoint import save_checkpoint, load_checkpoint, save_weights
 from .evaluate import evaluate, teacher_forced, heldout_audio
 
 # %% auto #0
-__all__ = ['NO_DECAY', 'COLUMNS', 'RESUMABLE', 'param_groups', 'Session', 'setup', 'restore', 'train_steps', 'train', 'finish',
-           'train_cli']
+__all__ = ['COLUMNS', 'RESUMABLE', 'param_groups', 'Session', 'setup', 'restore', 'train_steps', 'train', 'finish', 'train_cli']
 
 # %% ../nbs/09_train.ipynb #208e895a
-NO_DECAY = ('A_log', 'D')          # state-spaces/mamba's _no_weight_decay parameters
-
 def param_groups(model, weight_decay: float) -> list:
-    "Two AdamW groups: ≥ 2-D weights decayed; 1-D parameters (biases, norms, layer scales, D) and A_log not."
+    "Two AdamW groups: ≥ 2-D weights decayed; 1-D parameters (biases, norms, layer scales) and those marked `_no_weight_decay` not."
     decay, no_decay = [], []
-    for name, p in model.named_parameters():
+    for p in model.parameters():
         if not p.requires_grad: continue
-        (no_decay if p.dim() < 2 or name.rsplit('.', 1)[-1] in NO_DECAY else decay).append(p)
+        (no_decay if p.dim() < 2 or getattr(p, '_no_weight_decay', False) else decay).append(p)
     return [dict(params=decay, weight_decay=weight_decay), dict(params=no_decay, weight_decay=0.0)]
 
 # %% ../nbs/09_train.ipynb #17356a62
