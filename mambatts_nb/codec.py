@@ -12,7 +12,7 @@ from encodec import __version__ as encodec_version
 from importlib.resources import files
 from safetensors import safe_open
 from safetensors.torch import save_file
-from .runs import cache_dir, atomic_save
+from .runs import cache_dir, atomic_save, atomic_write
 
 # %% auto #0
 __all__ = ['SAMPLE_RATE', 'FRAME_RATE', 'HOP', 'N_CODEBOOKS', 'CODEBOOK_SIZE', 'BANDWIDTH', 'PRETRAINED_LABEL', 'SPECTRAL_LABEL',
@@ -255,11 +255,9 @@ def shipped_spectral(key: str):
 def write_spectral(state, key: str, path) -> Path:
     "Write a spectral codec's (mean, codebooks) and its `key` as safetensors at `path` (the shipped file's format)."
     mean, books = state
-    path = Path(path); path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + '.tmp')
-    save_file({'mean': mean.contiguous(), 'codebooks': books.contiguous()}, str(tmp), metadata={'key': key})
-    os.replace(tmp, path)
-    return path
+    tensors = {'mean': mean.contiguous(), 'codebooks': books.contiguous()}
+    atomic_write(path, lambda tmp: save_file(tensors, str(tmp), metadata={'key': key}))
+    return Path(path)
 
 def _cached(kind: str, calibration_key: str, fit):
     "The calibrated state of codec `kind`: shipped with the package, else from the cache, else `fit()` saved there."

@@ -195,7 +195,8 @@ class Espeak:
         self._set(voice, rate or DEFAULT_RATE)
         self._chunks, self._events = [], []
         data = text.encode('utf-8')
-        self.lib.espeak_ng_SetRandSeed(ctypes.c_long(0)); _LIBC.srand(0)   # breath noise: its own generator and rand()
+        self.lib.espeak_ng_SetRandSeed(ctypes.c_long(0))          # breath noise: its own generator and libc's rand()
+        _LIBC.srand(0)
         if self.lib.espeak_Synth(data, len(data) + 1, 0, 0, 0, _CHARS_UTF8, None, None) != 0:
             raise RuntimeError(f'espeak-ng could not speak {text!r}')
         audio = np.concatenate(self._chunks) if self._chunks else np.zeros(0, np.int16)
@@ -203,7 +204,7 @@ class Espeak:
 
 # %% ../nbs/02_text.ipynb #0a4da18a
 def _fresh_synth(es: Espeak, text: str, voice: str, rate: int|None):
-    "('ok', `es.synth(...)`) or ('error', exception), spoken by a fork of `es` so that `es` itself never speaks."
+    "('ok', `es.synth(...)`), ('error', exception) or ('crashed', why), spoken by a fork of `es`: `es` itself never speaks."
     r, w = os.pipe()
     pid = os.fork()
     if pid == 0:                                            # the copy: speak once, answer, exit without cleanup
@@ -217,7 +218,7 @@ def _fresh_synth(es: Espeak, text: str, voice: str, rate: int|None):
     os.close(w)
     with os.fdopen(r, 'rb') as f: data = f.read()
     code = os.waitpid(pid, 0)[1]
-    if not data: return 'error', RuntimeError(f'espeak-ng crashed speaking {text!r} (wait status {code})')
+    if not data: return 'crashed', f'espeak-ng crashed speaking {text!r} (wait status {code})'
     return pickle.loads(data)
 
 def _serve():
@@ -231,8 +232,8 @@ def _serve():
         try: text, voice, rate = pickle.load(sys.stdin.buffer)
         except EOFError: return                              # the parent closed the pipe or died
         answer = _fresh_synth(es, text, voice, rate)
-        if isinstance(answer[1], RuntimeError) and 'crashed' in str(answer[1]): answer = _fresh_synth(es, text, voice, rate)
-        send(*answer)
+        if answer[0] == 'crashed': answer = _fresh_synth(es, text, voice, rate)       # once more, in another fork
+        send(*(('error', RuntimeError(answer[1])) if answer[0] == 'crashed' else answer))
 
 class EspeakProcess:
     "`Espeak` in a child process, each utterance from a fresh fork: same `synth`; a crashed child is restarted, the text spoken again."
