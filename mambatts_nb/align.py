@@ -198,12 +198,12 @@ def validate_espeak(voice: str = 'pl', rate: int|None = None, n: int|None = None
 # %% ../nbs/04b_align.ipynb #37b3a4f5
 def learned_corpus_durations(epochs: int = 20, seed: int = 0, progress: bool = True) -> dict:
     "id → learned durations (P,) for every utterance of the embedded corpus (default voice); aligned once, then cached."
-    utts, sents, vocab = load_corpus(progress=progress), corpus_sentences(), corpus_vocab()
+    utts, vocab = load_corpus(progress=progress), corpus_vocab()
     path = cache_dir()/f'aligned-corpus-{_sha(SHIFT, epochs, seed, *(f"{u.id}:{u.n_frames}" for u in utts))}.json'
     if not path.is_file():
         items = []
         for u in utts:
-            sp = speak(sents[int(u.id[2:])])
+            sp = speak(u.text)                                  # the utterance's own sentence, spoken again for its audio
             items.append(AlignItem(u.id, torch.tensor(vocab.encode(u.phonemes, strict=True)),
                                    align_features(to_24k(sp.audio, sp.sample_rate), u.n_frames), u.durations))
         model, _ = fit(items, len(vocab), epochs, seed=seed, progress=progress)

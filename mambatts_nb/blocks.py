@@ -8,7 +8,7 @@ import math
 import torch, torch.nn as nn, torch.nn.functional as F
 from .ssm import selective_scan, ssm_step
 from .ssd import ssd_chunked, ssd_step
-from .config import ARCHS, check_choice
+from .config import ARCHS, PLUGIN_ARCHS, check_choice
 
 # %% auto #0
 __all__ = ['BACKBONES', 'causal_conv', 'causal_conv_last', 'MambaMixer', 'HybridMixer', 'GatedRMSNorm', 'Mamba2Mixer',
@@ -244,7 +244,7 @@ BACKBONES = {}      # name → dict(factory, components, doc)
 def register_backbone(name: str, factory, components=('text', 'style', 'audio'), doc: str = ''):
     "Register `factory(cfg, kind) → block` as backbone `name` for `components`; `arch=name` builds it from then on."
     BACKBONES[name] = dict(factory=factory, components=tuple(components), doc=doc)
-    if name not in ARCHS: ARCHS.append(name)
+    if name not in ARCHS and name not in PLUGIN_ARCHS: PLUGIN_ARCHS.append(name)
 
 def make_block(cfg, kind: str = 'audio'):
     "The block of `cfg.arch` for a component ('text', 'style' or 'audio'): the backbone's where it applies, else pure Mamba."

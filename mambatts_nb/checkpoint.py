@@ -46,7 +46,7 @@ def load_run(run_dir, device='cpu'):
     for p in (cfg_path, w_path):
         if not p.is_file(): raise FileNotFoundError(f'{str(p)!r} not found: is {str(run_dir)!r} a finished run directory?')
     config = read_config(run_dir)
-    mcfg = ModelConfig(**{**config['model'], 'kernels': tuple(config['model']['kernels'])})
+    mcfg = ModelConfig.from_dict(config['model'])
     model = TTSModel(mcfg)
     try: state = load_file(w_path)
     except Exception as e: raise ValueError(f'{str(w_path)!r} is corrupt or not a safetensors file ({e})') from e

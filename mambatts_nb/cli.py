@@ -8,6 +8,7 @@ __all__ = ['COMMANDS', 'USER_ERRORS', 'main', 'bench']
 # %% ../nbs/15_cli.ipynb #70fb726e
 import sys
 from fastcore.script import anno_parser
+from .runs import knob_parser
 from .train import train_cli
 from .evaluate import evaluate_cli
 from .generate import generate_cli
@@ -33,8 +34,9 @@ def main(argv=None):
     if debug: argv.remove('--debug')
     if not argv or argv[0] not in COMMANDS:
         _fail(f"unknown command {(argv or [''])[0]!r}; usage: mambatts {{{','.join(COMMANDS)}}} [--help] [--debug]")
-    fn = COMMANDS[argv[0]]
-    args = anno_parser(getattr(fn, '__wrapped__', fn), prog=f'mambatts {argv[0]}').parse_args(argv[1:])
+    fn, prog = COMMANDS[argv[0]], f'mambatts {argv[0]}'
+    parser = knob_parser(prog) if fn is train_cli else anno_parser(getattr(fn, '__wrapped__', fn), prog=prog)
+    args = parser.parse_args(argv[1:])
     try: fn(**{k: v for k, v in vars(args).items() if k not in ('pdb', 'xtra')})   # fastcore's own flags dropped
     except USER_ERRORS as e:
         if debug: raise

@@ -12,17 +12,18 @@ from encodec import __version__ as encodec_version
 from importlib.resources import files
 from safetensors import safe_open
 from safetensors.torch import save_file
+from .config import N_CODEBOOKS, CODEBOOK_SIZE
 from .runs import cache_dir, atomic_save, atomic_write
 
 # %% auto #0
-__all__ = ['SAMPLE_RATE', 'FRAME_RATE', 'HOP', 'N_CODEBOOKS', 'CODEBOOK_SIZE', 'BANDWIDTH', 'PRETRAINED_LABEL', 'SPECTRAL_LABEL',
-           'UNTRAINED_LABEL', 'CODEC_MODES', 'ENCODEC_CHECKPOINT', 'MEL', 'SHIPPED_SPECTRAL', 'codec_warning',
-           'log_mel', 'log_mel_distance', 'kmeans', 'Codec', 'SpectralCodec', 'refine', 'calibrate_spectral',
-           'calibrate', 'pretrained_encodec', 'state_key', 'shipped_spectral', 'write_spectral', 'load_codec']
+__all__ = ['SAMPLE_RATE', 'FRAME_RATE', 'HOP', 'BANDWIDTH', 'PRETRAINED_LABEL', 'SPECTRAL_LABEL', 'UNTRAINED_LABEL',
+           'CODEC_MODES', 'ENCODEC_CHECKPOINT', 'MEL', 'SHIPPED_SPECTRAL', 'codec_warning', 'log_mel',
+           'log_mel_distance', 'kmeans', 'Codec', 'SpectralCodec', 'refine', 'calibrate_spectral', 'calibrate',
+           'pretrained_encodec', 'state_key', 'shipped_spectral', 'write_spectral', 'load_codec']
 
 # %% ../nbs/03_codec.ipynb #9d070de2
 SAMPLE_RATE, FRAME_RATE, HOP = 24_000, 75, 320
-N_CODEBOOKS, CODEBOOK_SIZE, BANDWIDTH = 8, 1024, 6.0
+BANDWIDTH = 6.0                      # kbps: N_CODEBOOKS (config, the token space) codebooks of CODEBOOK_SIZE codes
 PRETRAINED_LABEL = 'codec: pretrained EnCodec 24 kHz, 6 kbps'
 SPECTRAL_LABEL = 'codec: spectral RVQ offline fallback (Griffin-Lim) — not EnCodec'
 UNTRAINED_LABEL = 'codec: untrained fallback — audio not meaningful'

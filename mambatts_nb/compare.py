@@ -12,13 +12,14 @@ from fastcore.script import call_parse
 import plotly.graph_objects as go
 from html import escape
 from plotly.subplots import make_subplots
-from .runs import read_json, read_config, read_summary, read_milestones, read_metrics
+from .config import STUDY_RESULTS
+from .runs import read_json, read_config, read_summary, read_milestones, read_metrics, run_dirs
 from .metrics import ACC_THRESHOLDS
 
 # %% auto #0
-__all__ = ['STUDY_RESULTS', 'STUDY_NOTES', 'PAIRED_FACTORS', 'curves_figure', 'write_curves', 'ci95', 'load_runs', 'phase_table',
-           'table_markdown', 'verdicts', 'timing_caveat', 'curves_band_figure', 'milestones_figure', 'scatter_figure',
-           'write_report', 'report_cli', 'paired_differences', 'paired_markdown', 'teacher_table', 'paired_sections']
+__all__ = ['STUDY_NOTES', 'PAIRED_FACTORS', 'curves_figure', 'write_curves', 'ci95', 'load_runs', 'phase_table', 'table_markdown',
+           'verdicts', 'timing_caveat', 'curves_band_figure', 'milestones_figure', 'scatter_figure', 'write_report',
+           'report_cli', 'paired_differences', 'paired_markdown', 'teacher_table', 'paired_sections']
 
 # %% ../nbs/11_compare.ipynb #3be4f5ab
 def curves_figure(run_dirs) -> go.Figure:
@@ -50,16 +51,6 @@ def write_curves(run_dir) -> Path:
     return path
 
 # %% ../nbs/11_compare.ipynb #dee6399a
-_HYBRIDS = ('small', 'medium', 'large', 'multi', 'xlarge')
-STUDY_RESULTS = {   # every number the study publishes per configuration: params, ms/step, MB, step of 95%, peak and final acc %
-    'phase1-transformer': dict(params=5_735_297, ms=17.22, mb=224, final=100.0),
-    'phase1-hybrid': dict(params=3_165_569, ms=11.07, mb=183, final=100.0),
-    'phase2-pure': dict(params=38_015_746, ms=112.4, step_95=533, peak=98.3),
-    **{f'phase2-hybrid-{k}': dict(params=42_577_794, ms=ms, step_95=s95, peak=pk) for k, ms, s95, pk in
-       zip(_HYBRIDS, (134.0, 144.5, 139.2, 141.1, 143.2), (578, 691, 667, 676, None), (98.3, 98.3, 98.3, 98.3, 80.0))},
-    'L4_H768_E1.5': dict(params=64_800_000, ms=528, step_95=362, peak=99.4),
-    'L12_H768_E1.5': dict(peak=96.8),
-}
 STUDY_NOTES = {     # what the study says that is not one number of one configuration
     'phase1': 'Both reach 100% on the fragment; the hybrid is 45% smaller and 36% faster per step.',
     'phase2': ('Pure Mamba reaches 95% first (step 533); XLarge (9,11) never reaches 95% and stalls at 80.0%. The study\'s '
@@ -80,12 +71,11 @@ def ci95(values):
     return m, stats.t.ppf(0.975, len(v) - 1) * sd / math.sqrt(len(v))
 
 def load_runs(phase_dir) -> list:
-    """Every run directory of a phase: name, group (from config.json, or failed.json for a run that failed before it), files.
-    Folders with neither (submitit's logs, a run killed before it started) are not runs."""
+    """Every run of a phase (`runs.is_run`: config.json or failed.json; submitit's logs and a run killed before it
+    started are not runs): name, group (from config.json, or failed.json for a run that failed before it), files."""
     runs = []
-    for d in sorted(p for p in Path(phase_dir).iterdir() if p.is_dir()):
+    for d in (d for d in run_dirs(phase_dir) if d.parent == Path(phase_dir)):
         config, failed = read_config(d), read_json(d/'failed.json')
-        if config is None and failed is None: continue
         runs.append(dict(name=d.name, group=(config or failed or {}).get('group', d.name), dir=d, config=config,
                          summary=read_summary(d), failed=failed))
     return runs
@@ -97,35 +87,37 @@ def _fmt(m, h, digits=1):
 def _pct(v): return None if v is None else 100 * v
 
 def phase_table(runs) -> list:
-    "One row per configuration: seeds, params, timings, memory, accuracies and their guessing floors as mean ± 95% CI; the study's numbers."
+    """One row per configuration: seeds, params, timings, memory, accuracies and their guessing floors as mean ± 95% CI;
+    the study's numbers."""
     groups = {}
     for r in runs: groups.setdefault(r['group'], []).append(r)
     rows = []
     for g, rs in groups.items():
-        ok = [r['summary'] for r in rs if r['summary'] and r['summary'].get('finished')]
-        preset = next((r['config']['preset'] for r in rs if r['config']), None) or next((r['failed'].get('params', {}).get('preset')
-                                                                                        for r in rs if r['failed']), None)
+        ok = [r['summary'] for r in rs if r['summary'] and r['summary']['finished']]
+        preset = next((r['config']['preset'] for r in rs if r['config']), None) or next(
+            (r['failed'].get('params', {}).get('preset') for r in rs if r['failed']), None)
         col = lambda f: ci95([f(s) for s in ok])
+        base = lambda s, k: (s['baselines'] or {}).get(k)
+        cb = lambda k: ([ci95([100 * s[k][i] for s in ok])[0] for i in range(len(ok[0][k]))]
+                        if ok and ok[0][k] else None)
         study = STUDY_RESULTS.get(preset, {})
         rows.append(dict(config=g, preset=preset, seeds=len(ok), failed=sum(r['failed'] is not None for r in rs),
                          params=ok[0]['params']['total'] if ok else None, study_params=study.get('params'),
                          fwd_ms=col(lambda s: s['ms_per_step']['fwd']), bwd_ms=col(lambda s: s['ms_per_step']['bwd']),
                          ms=col(lambda s: s['ms_per_step']['total']), study_ms=study.get('ms'),
-                         tensor_mb=col(lambda s: s.get('tensor_peak_mb')), study_mb=study.get('mb'),
+                         tensor_mb=col(lambda s: s['tensor_peak_mb']), study_mb=study.get('mb'),
                          step_95=col(lambda s: s['step_95']), study_step_95=study.get('step_95'),
                          peak_acc=col(lambda s: 100 * s['peak_acc']), study_peak=study.get('peak'),
                          final_acc=col(lambda s: 100 * s['final_acc']), study_final=study.get('final'),
-                         heldout_acc=col(lambda s: _pct(s.get('heldout_acc'))),
-                         majority=col(lambda s: _pct(s.get('baselines', {}).get('majority_acc'))),
-                         floor_on=ok[0].get('baselines', {}).get('on') if ok else None,
-                         heldout_ce=col(lambda s: s.get('heldout_ce')), unigram_ce=col(lambda s: s.get('baselines', {}).get('unigram_ce')),
-                         nats_gained=col(lambda s: s.get('nats_gained') or None),
-                         **{f'mel_{k}': col(lambda s, k=k: (s.get('heldout_audio') or {}).get(k))
+                         heldout_acc=col(lambda s: _pct(s['heldout_acc'])),
+                         majority=col(lambda s: _pct(base(s, 'majority_acc'))),
+                         floor_on=base(ok[0], 'on') if ok else None,
+                         heldout_ce=col(lambda s: s['heldout_ce']), unigram_ce=col(lambda s: base(s, 'unigram_ce')),
+                         nats_gained=col(lambda s: s['nats_gained'] or None),
+                         **{f'mel_{k}': col(lambda s, k=k: (s['heldout_audio'] or {}).get(k))
                             for k in ('generated', 'majority', 'mcd_db', 'log_f0_rmse_cents', 'vuv_error')},
                          dur_acc=col(lambda s: 100 * s['final_dur_acc']), wall_95=ci95([_milestone_wall(r) for r in rs]),
-                         acc_cb=[ci95([100 * s['acc_cb'][k] for s in ok])[0] for k in range(len(ok[0]['acc_cb']))] if ok else None,
-                         heldout_cb=[ci95([100 * s['heldout_acc_cb'][k] for s in ok])[0] for k in range(len(ok[0]['heldout_acc_cb']))]
-                                    if ok and ok[0].get('heldout_acc_cb') else None,
+                         acc_cb=cb('acc_cb'), heldout_cb=cb('heldout_acc_cb'),
                          errors=[_last_line(r['failed']['error']) for r in rs if r['failed']]))
     return rows
 
@@ -279,7 +271,7 @@ def paired_differences(runs, factor: str) -> list:
     clusters = {}
     for r in runs:
         s = r['summary']
-        if not (r['config'] and s and s.get('finished') and s.get('heldout_acc') is not None): continue
+        if not (r['config'] and s and s['finished'] and s['heldout_acc'] is not None): continue
         by_value = clusters.setdefault(_setting(r, factor), {})
         by_value.setdefault(json.dumps(r['config']['model'].get(factor)), {})[r['config']['train']['seed']] = r
     rows = []
@@ -311,7 +303,7 @@ def teacher_table(runs) -> str|None:
     groups = {}
     for r in runs:
         s = r['summary']
-        if s and s.get('finished') and s.get('heldout_teacher_acc') is not None: groups.setdefault(r['group'], []).append(s)
+        if s and s['finished'] and s['heldout_teacher_acc'] is not None: groups.setdefault(r['group'], []).append(s)
     if not groups: return None
     out = ['| configuration | seeds | held-out acc %, free-running | teacher-forced | held-out CE, free-running | teacher-forced | '
            'teacher-forced acc % per codebook |', '|---|---|---|---|---|---|---|']

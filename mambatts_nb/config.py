@@ -8,15 +8,20 @@ import dataclasses, math
 from dataclasses import dataclass
 
 # %% auto #0
-__all__ = ['ARCHS', 'KERNEL_PAIRS', 'BACKENDS', 'TEXT_DIRECTIONS', 'STYLE_DIRECTIONS', 'BIDIR_COMBINES', 'HEADS',
-           'DATA_PROTOCOLS', 'DURATION_SOURCES', 'DEVICES', 'GRID', 'EMBED_WIDTHS', 'PRESETS', 'STUDY_PARAMS',
-           'check_choice', 'check_positive', 'ModelConfig', 'TrainConfig', 'depth', 'model_config']
+__all__ = ['ARCHS', 'PLUGIN_ARCHS', 'N_CODEBOOKS', 'CODEBOOK_SIZE', 'KERNEL_PAIRS', 'BACKENDS', 'TEXT_DIRECTIONS',
+           'STYLE_DIRECTIONS', 'BIDIR_COMBINES', 'HEADS', 'DATA_PROTOCOLS', 'DURATION_SOURCES', 'DEVICES', 'GRID',
+           'EMBED_WIDTHS', 'PRESETS', 'STUDY_RESULTS', 'STUDY_PARAMS', 'check_choice', 'check_positive', 'ModelConfig',
+           'TrainConfig', 'depth', 'model_config']
 
 # %% ../nbs/00_config.ipynb #14736b54
-ARCHS = ['pure', 'hybrid', 'transformer', 'mamba2']   # the registered backbones: `blocks.register_backbone` adds to it
+ARCHS = ('pure', 'hybrid', 'transformer', 'mamba2')   # the built-in backbones (`blocks` registers one factory each)
+PLUGIN_ARCHS = []        # backbones added at run time by `blocks.register_backbone`; accepted as an arch too
+N_CODEBOOKS, CODEBOOK_SIZE = 8, 1024   # the token space: EnCodec 24 kHz at 6 kbps (`codec` and the model read these)
 KERNEL_PAIRS = {'small': (3, 5), 'medium': (5, 7), 'large': (7, 9), 'multi': (3, 9), 'xlarge': (9, 11)}
 BACKENDS = ('auto', 'scan', 'fused', 'triton', 'step', 'mamba_ssm')
-TEXT_DIRECTIONS, STYLE_DIRECTIONS, BIDIR_COMBINES = ('forward', 'bidirectional'), ('backward', 'bidirectional'), ('sum', 'concat')
+TEXT_DIRECTIONS = ('forward', 'bidirectional')
+STYLE_DIRECTIONS = ('backward', 'bidirectional')
+BIDIR_COMBINES = ('sum', 'concat')
 HEADS = ('flat', 'hierarchical')
 DATA_PROTOCOLS = ('fragment', 'corpus', 'corpus-multi')
 DURATION_SOURCES = ('exact', 'learned')
@@ -55,8 +60,6 @@ class ModelConfig:
     mlp_ratio: int = 4                 # transformer
     layer_scale: float = 0.1
     dur_hidden: int = 256              # duration predictor width (FastSpeech 2's 256 filters)
-    n_codebooks: int = 8
-    codebook_size: int = 1024
     heads: str = 'flat'                # flat: 8 independent heads | hierarchical: head k also sees codebooks < k
     vocab_size: int = 0                # set from the phoneme vocabulary
     speakers: tuple = ()               # speaker names, set from the data: () = one speaker, no speaker embedding
@@ -72,6 +75,14 @@ class ModelConfig:
         if isinstance(self.speakers, list): self.speakers = tuple(self.speakers)
         self.validate()
 
+    @classmethod
+    def from_dict(cls, d: dict) -> ModelConfig:
+        "The config saved in a run's config.json (older runs also saved the token space, which is now fixed)."
+        d = dict(d)
+        for k, v in (('n_codebooks', N_CODEBOOKS), ('codebook_size', CODEBOOK_SIZE)):
+            if d.pop(k, v) != v: raise ValueError(f'{k} {d[k]!r} is not the codec\'s {v}')
+        return cls(**d)
+
     @property
     def n_speakers(self): return len(self.speakers)
     @property
@@ -81,14 +92,14 @@ class ModelConfig:
 
     def validate(self):
         "Check every field; raise `ValueError` naming the bad value and what is accepted."
-        check_choice('arch', self.arch, ARCHS)
+        check_choice('arch', self.arch, (*ARCHS, *PLUGIN_ARCHS))
         check_choice('backend', self.backend, BACKENDS)
         check_choice('text_direction', self.text_direction, TEXT_DIRECTIONS)
         check_choice('style_direction', self.style_direction, STYLE_DIRECTIONS)
         check_choice('bidir_combine', self.bidir_combine, BIDIR_COMBINES)
         check_choice('heads', self.heads, HEADS)
         for k in ('d_model','text_layers','style_layers','audio_layers','d_state','d_conv','n_heads','mlp_ratio',
-                  'n_codebooks','codebook_size','dur_hidden','headdim','mamba2_state'):
+                  'dur_hidden','headdim','mamba2_state'):
             check_positive(k, getattr(self, k))
         if self.embed_dim is not None: check_positive('embed_dim', self.embed_dim)
         if not (isinstance(self.speakers, tuple) and all(isinstance(s, str) for s in self.speakers)
@@ -162,8 +173,17 @@ PRESETS = {
     **{f'phase4-E{e}': dict(_grid(4, 768, 1.5), embed_dim=e) for e in EMBED_WIDTHS},
 }
 
-STUDY_PARAMS = {'phase1-transformer': 5_735_297, 'phase1-hybrid': 3_165_569, 'phase2-pure': 38_015_746,
-                **{f'phase2-hybrid-{k}': 42_577_794 for k in KERNEL_PAIRS}, 'L4_H768_E1.5': 64_800_000}
+# Every number the study publishes per configuration: params, ms/step, MB, step of 95%, peak and final accuracy %
+STUDY_RESULTS = {
+    'phase1-transformer': dict(params=5_735_297, ms=17.22, mb=224, final=100.0),
+    'phase1-hybrid': dict(params=3_165_569, ms=11.07, mb=183, final=100.0),
+    'phase2-pure': dict(params=38_015_746, ms=112.4, step_95=533, peak=98.3),
+    **{f'phase2-hybrid-{k}': dict(params=42_577_794, ms=ms, step_95=s95, peak=pk) for k, ms, s95, pk in
+       zip(KERNEL_PAIRS, (134.0, 144.5, 139.2, 141.1, 143.2), (578, 691, 667, 676, None), (98.3, 98.3, 98.3, 98.3, 80.0))},
+    'L4_H768_E1.5': dict(params=64_800_000, ms=528, step_95=362, peak=99.4),
+    'L12_H768_E1.5': dict(peak=96.8),
+}
+STUDY_PARAMS = {k: v['params'] for k, v in STUDY_RESULTS.items() if 'params' in v}
 
 # %% ../nbs/00_config.ipynb #aebe69e3
 def model_config(preset:str='tiny', **overrides) -> ModelConfig:

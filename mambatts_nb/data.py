@@ -10,9 +10,9 @@ from importlib.resources import files
 import numpy as np, torch, torchaudio
 from tqdm.auto import tqdm
 from .text import speak, phonemize, Vocab
-from .config import TrainConfig
+from .config import TrainConfig, N_CODEBOOKS
 from fastcore.script import call_parse
-from .codec import (Codec, load_codec, calibrate_spectral, state_key, write_spectral, SAMPLE_RATE, N_CODEBOOKS,
+from .codec import (Codec, load_codec, calibrate_spectral, state_key, write_spectral, SAMPLE_RATE,
                                SHIPPED_SPECTRAL)
 from .runs import cache_dir, atomic_save
 

@@ -5,11 +5,11 @@
 # %% ../nbs/08c_evaluate.ipynb #eb3561f1
 from __future__ import annotations
 import json
-from pathlib import Path
 import torch, torch.nn.functional as F
 from fastcore.script import call_parse
-from .codec import N_CODEBOOKS, log_mel_distance
-from .runs import read_summary, write_json
+from .config import N_CODEBOOKS
+from .codec import log_mel_distance
+from .runs import read_summary, write_summary
 from .data import collate
 from .model import forward_batch
 from .metrics import duration_accuracy, majority_codes, audio_measures
@@ -58,17 +58,20 @@ def evaluate_run(run_dir, teacher: bool = False, device='cpu', save: bool = Fals
     when `teacher`; `save` (with `teacher`) merges those into the run's summary.json, as a run trained today records
     them (runs trained before they were recorded)."""
     if save and not teacher:
-        raise ValueError('save stores the teacher-forced measures (teacher=True); the free-running ones are in summary.json already')
+        raise ValueError('save stores the teacher-forced measures (teacher=True); the free-running ones are in '
+                         'summary.json already')
     model, vocab, config = load_run(run_dir, device)
     _, held, _, _ = run_data(config)
-    if not held: raise ValueError(f"{str(run_dir)!r} was trained on {config['train']['data']!r}, which has no held-out utterances")
+    if not held:
+        raise ValueError(f"{str(run_dir)!r} was trained on {config['train']['data']!r}, which has no held-out utterances")
     ev = evaluate(model, held, vocab, torch.device(device), teacher=teacher)
     if not teacher: return ev
     ev = teacher_forced(ev)
     if save:
         s = read_summary(run_dir)
-        if not (s and s.get('finished')): raise ValueError(f'{str(run_dir)!r} has no finished summary.json to add the measures to')
-        write_json(Path(run_dir)/'summary.json', s | ev)
+        if not (s and s['finished']):
+            raise ValueError(f'{str(run_dir)!r} has no finished summary.json to add the measures to')
+        write_summary(run_dir, s | ev)
     return ev
 
 @call_parse

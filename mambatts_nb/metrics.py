@@ -8,6 +8,7 @@ import importlib.metadata, math, os, platform, subprocess, sys, time, warnings
 from contextlib import contextmanager
 from pathlib import Path
 import numpy as np, scipy.fft, torch
+from .config import CODEBOOK_SIZE
 from .codec import log_mel, log_mel_distance
 
 
@@ -57,15 +58,15 @@ class Milestones:
     def from_dict(cls, d): m = cls(); m.data = d; return m
 
 # %% ../nbs/08_metrics.ipynb #59b25a8a
-def code_counts(codes, codebook_size: int = 1024) -> torch.Tensor:
+def code_counts(codes, codebook_size: int = CODEBOOK_SIZE) -> torch.Tensor:
     "How often each code occurs in each codebook of `codes` (a list of (8, T)): (8, V)."
     return torch.stack([torch.bincount(c, minlength=codebook_size) for c in torch.cat(list(codes), 1)]).double()
 
-def majority_codes(codes, codebook_size: int = 1024) -> torch.Tensor:
+def majority_codes(codes, codebook_size: int = CODEBOOK_SIZE) -> torch.Tensor:
     "The most frequent code of each codebook of `codes` (a list of (8, T)): (8,)."
     return code_counts(codes, codebook_size).argmax(1)
 
-def code_baselines(train_codes, eval_codes, codebook_size: int = 1024) -> dict:
+def code_baselines(train_codes, eval_codes, codebook_size: int = CODEBOOK_SIZE) -> dict:
     "Majority-code accuracy and unigram cross-entropy (nats) per codebook of `eval_codes`, fitted on `train_codes` (lists of (8, T))."
     counts, ev = code_counts(train_codes, codebook_size), torch.cat(list(eval_codes), 1)       # (8, V), (8, M)
     logp = torch.log((counts + 1) / (counts + 1).sum(1, keepdim=True))

@@ -6,7 +6,7 @@
 from __future__ import annotations
 import math
 import torch, torch.nn as nn, torch.nn.functional as F
-from .config import ModelConfig, PRESETS, STUDY_PARAMS, model_config
+from .config import ModelConfig, PRESETS, STUDY_PARAMS, N_CODEBOOKS, CODEBOOK_SIZE, model_config
 from .blocks import make_block
 
 # %% auto #0
@@ -87,7 +87,7 @@ class StyleExtractor(nn.Module):
     "Reference codes (b, 8, t) → style (b, d_model): summed code embeddings, backward blocks, masked mean."
     def __init__(self, cfg):
         super().__init__()
-        self.embeds = nn.ModuleList(nn.Embedding(cfg.codebook_size, cfg.d_model) for _ in range(cfg.n_codebooks))
+        self.embeds = nn.ModuleList(nn.Embedding(CODEBOOK_SIZE, cfg.d_model) for _ in range(N_CODEBOOKS))
         self.stack = Stack(cfg, cfg.style_layers, 'style')
     def forward(self, codes, mask):
         x = sum(e(codes[:, i]) for i, e in enumerate(self.embeds))
@@ -108,8 +108,8 @@ class TTSModel(nn.Module):
         self.cfg = cfg
         self.text, self.duration = TextEncoder(cfg), DurationRegulator(cfg)
         self.style, self.audio = StyleExtractor(cfg), AudioProcessor(cfg)
-        self.heads = nn.ModuleList(nn.Linear(cfg.d_model, cfg.codebook_size) for _ in range(cfg.n_codebooks))
-        self.code_embeds = (nn.ModuleList(nn.Embedding(cfg.codebook_size, cfg.d_model) for _ in range(cfg.n_codebooks - 1))
+        self.heads = nn.ModuleList(nn.Linear(cfg.d_model, CODEBOOK_SIZE) for _ in range(N_CODEBOOKS))
+        self.code_embeds = (nn.ModuleList(nn.Embedding(CODEBOOK_SIZE, cfg.d_model) for _ in range(N_CODEBOOKS - 1))
                             if cfg.heads == 'hierarchical' else None)
         self.speaker = nn.Embedding(cfg.n_speakers, cfg.d_model) if cfg.n_speakers else None
 

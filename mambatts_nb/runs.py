@@ -4,18 +4,21 @@
 
 # %% ../nbs/01_runs.ipynb #2562bfdd
 from __future__ import annotations
-import csv, json, os, socket, time
+import argparse, csv, dataclasses, json, os, socket, time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 import torch
 from filelock import FileLock, Timeout
-from .config import ModelConfig, TrainConfig, DATA_PROTOCOLS, model_config, depth
+from .config import (ModelConfig, TrainConfig, ARCHS, KERNEL_PAIRS, HEADS, TEXT_DIRECTIONS, STYLE_DIRECTIONS,
+                                BIDIR_COMBINES, DATA_PROTOCOLS, DURATION_SOURCES, DEVICES, model_config, depth)
 
 # %% auto #0
-__all__ = ['MODEL_KNOBS', 'NAME_TAGS', 'project_root', 'outputs_dir', 'cache_dir', 'atomic_write', 'atomic_save',
-           'atomic_write_text', 'write_json', 'read_json', 'write_csv', 'RunConfig', 'resolve_run_config',
-           'read_config', 'read_summary', 'read_milestones', 'read_metrics', 'is_finished', 'run_lock']
+__all__ = ['KNOBS', 'KNOB', 'SUMMARY_VERSION', 'SUMMARY_KEYS', 'project_root', 'outputs_dir', 'cache_dir', 'atomic_write',
+           'atomic_save', 'atomic_write_text', 'write_json', 'read_json', 'write_csv', 'Knob', 'RunConfig',
+           'resolve_run_config', 'resolve_knobs', 'knob_cell', 'knob_parser', 'check_summary', 'write_summary',
+           'read_config', 'read_milestones', 'read_summary', 'read_metrics', 'is_run', 'run_dirs', 'is_finished',
+           'run_lock']
 
 # %% ../nbs/01_runs.ipynb #778d8a69
 def project_root(start='.') -> Path:
@@ -65,12 +68,59 @@ def write_csv(path, header, rows):
     "A CSV file with `header` and `rows` (lists of cells), written atomically."
     atomic_write_text(path, ''.join(','.join(map(str, r)) + '\n' for r in [header, *rows]))
 
-# %% ../nbs/01_runs.ipynb #9043f210
-MODEL_KNOBS = {'arch': 'arch', 'kernels': 'kernels', 'hidden': 'd_model', 'expand': 'expand', 'embed_dim': 'embed_dim',
-               'heads': 'heads', 'text_direction': 'text_direction'}
-NAME_TAGS = {'arch': '', 'kernels': 'k', 'layers': 'L', 'hidden': 'H', 'expand': 'E', 'embed_dim': 'e', 'lr': 'lr',
-             'batch_size': 'b', 'fragment': 'f', 'durations': 'dur-'}
+# %% ../nbs/01_runs.ipynb #38d5e1f1
+@dataclass(frozen=True)
+class Knob:
+    "One knob of a run, in the one table (`KNOBS`) that the `train.ipynb` parameters cell and `mambatts train` come from."
+    name: str
+    type: type
+    default: object
+    help: str
+    to: str = ''          # model: a ModelConfig field | train: a TrainConfig field | '': where the run goes, or what follows
+    field: str = ''       # the config field, when it is not `name`
+    tag: object = None    # how the run name shows it: a prefix, or {value: tag}; None: not in the name
+    choices: tuple = ()   # the accepted values; such a knob is named when it differs from the preset's value
 
+def _t(name): return getattr(TrainConfig, name)   # TrainConfig's default: the one home of each training default
+
+KNOBS = (
+    Knob('preset', str, 'tiny', 'tiny | phase1-* | phase2-* | L{4,6,12}_H{256,384,512,768}_E{1.5,2.0,2.5,3.0} | phase4-E*'),
+    Knob('arch', str, None, "pure | hybrid | transformer | mamba2 (default: the preset's; tiny is pure)", 'model',
+         tag='', choices=ARCHS),
+    Knob('kernels', str, None, 'hybrid kernels: small (3,5) | medium (5,7) | large (7,9) | multi (3,9) | xlarge (9,11)',
+         'model', tag='k', choices=tuple(KERNEL_PAIRS)),
+    Knob('heads', str, None, 'flat (8 independent codebook heads) | hierarchical (head k also reads codebooks < k)', 'model',
+         tag={'hierarchical': 'hier'}, choices=HEADS),
+    Knob('text_direction', str, None, 'Mamba text encoder: forward | bidirectional', 'model',
+         tag={'bidirectional': 'bitext'}, choices=TEXT_DIRECTIONS),
+    Knob('style_direction', str, None, 'Mamba style extractor: backward | bidirectional', 'model',
+         tag={'bidirectional': 'bistyle'}, choices=STYLE_DIRECTIONS),
+    Knob('bidir_combine', str, None, 'bidirectional blocks: sum | concat (then a Linear back to d_model)', 'model',
+         tag={'concat': 'cat'}, choices=BIDIR_COMBINES),
+    Knob('layers', int, None, "depth L of the study's split: text encoder L blocks, audio processor 3L", 'model', tag='L'),
+    Knob('hidden', int, None, "d_model (default: the preset's)", 'model', 'd_model', 'H'),
+    Knob('expand', float, None, "Mamba expand factor (default: the preset's)", 'model', tag='E'),
+    Knob('embed_dim', int, None, 'phoneme embedding width, projected up to d_model when narrower', 'model', tag='e'),
+    Knob('d_state', int, None, "Mamba-1 state size N per channel (default: the preset's)", 'model', tag='N'),
+    Knob('steps', int, _t('steps'), 'training steps (a finished run asked for more steps continues)', 'train'),
+    Knob('lr', float, _t('lr'), 'AdamW learning rate', 'train', tag='lr'),
+    Knob('batch_size', int, _t('batch_size'), 'utterances per step (per process under torchrun)', 'train', tag='b'),
+    Knob('seed', int, _t('seed'), 'model init and batch sampling', 'train'),
+    Knob('data', str, _t('data'), "fragment (one utterance, the study's protocol) | corpus (20 held out) | "
+         'corpus-multi (3 voices) | [ljspeech|mailabs|commonvoice|mls:]<folder>', 'train'),
+    Knob('fragment', int, _t('fragment'), 'which corpus utterance the fragment protocol overfits', 'train', tag='f'),
+    Knob('durations', str, _t('durations'), "fragment/corpus: exact (espeak's) | learned (the aligner's); "
+         "a folder's are always learned", 'train', tag='dur-', choices=DURATION_SOURCES),
+    Knob('device', str, _t('device'), 'auto | cpu | cuda', 'train', choices=DEVICES),
+    Knob('phase', str, 'train', 'results go to <out_dir>/<phase>/<run name>/'),
+    Knob('run_name', str, None, 'default: the preset, then the knobs that differ from it, data, seed'),
+    Knob('out_dir', str, None, "default: $MAMBATTS_OUTPUTS or the project's outputs/"),
+    Knob('samples', bool, True, 'write samples/*.wav (measures in summary.json) when training ends'),
+    Knob('speaker', str, None, "several speakers: the samples' voice (default: the reference's if known, else the first)"),
+)
+KNOB = {k.name: k for k in KNOBS}
+
+# %% ../nbs/01_runs.ipynb #9043f210
 @dataclass
 class RunConfig:
     "A resolved run: preset name, model and training configs, and its name (`group` = name without the seed)."
@@ -81,44 +131,132 @@ class RunConfig:
     @property
     def name(self): return f'{self.group}-s{self.train.seed}'
 
-def _tag(knob, value):
-    if knob == 'kernels': return 'k' + ''.join(map(str, value))
-    if knob in ('heads', 'text_direction'): return {'hierarchical': 'hier', 'bidirectional': 'bitext'}[value]   # the non-defaults
-    return f'{NAME_TAGS[knob]}{value}'
+def _tag(k: Knob, value) -> str:
+    if isinstance(k.tag, dict): return k.tag.get(value, value)
+    return k.tag + (''.join(map(str, value)) if isinstance(value, tuple) else str(value))
 
-def resolve_run_config(preset: str = 'tiny', arch=None, kernels=None, layers=None, hidden=None, expand=None,
-                       embed_dim=None, heads=None, text_direction=None, **train) -> RunConfig:
-    "The `RunConfig` of a preset with overrides (None = the preset's). `train` holds `TrainConfig` fields."
-    model = {MODEL_KNOBS[k]: v for k, v in dict(arch=arch, kernels=kernels, hidden=hidden, expand=expand, embed_dim=embed_dim,
-                                                   heads=heads, text_direction=text_direction).items() if v is not None}
-    if layers is not None: model.update(depth(layers))
+def resolve_run_config(preset: str = 'tiny', **knobs) -> RunConfig:
+    """The `RunConfig` of a preset with knobs (`KNOBS` that go to a config; None = the preset's or TrainConfig's) and
+    any other `TrainConfig` field. Its name: the preset, each knob that differs from it, the data, the seed."""
+    train_fields = {f.name for f in dataclasses.fields(TrainConfig)}
+    bad = sorted(k for k in knobs if not (k in KNOB and KNOB[k].to) and k not in train_fields)
+    if bad: raise ValueError(f"Unknown knob(s) {bad}; accepted: {', '.join(k.name for k in KNOBS if k.to)}")
+    given = {k: v for k, v in knobs.items() if v is not None}
+    model = {KNOB[k].field or k: v for k, v in given.items() if k in KNOB and KNOB[k].to == 'model' and k != 'layers'}
+    if 'layers' in given: model.update(depth(given['layers']))
     mcfg, base = model_config(preset, **model), model_config(preset)
-    tcfg = TrainConfig(**{k: v for k, v in train.items() if v is not None})
-    given = dict(arch=mcfg.arch, kernels=mcfg.kernels, heads=mcfg.heads, text_direction=mcfg.text_direction,
-                 layers=layers, hidden=hidden, expand=expand, embed_dim=embed_dim,
-                 lr=tcfg.lr, batch_size=tcfg.batch_size, fragment=tcfg.fragment if tcfg.data == 'fragment' else None,
-                 durations=tcfg.durations if tcfg.data in DATA_PROTOCOLS else None)
-    default = dict(arch=base.arch, kernels=base.kernels, heads=base.heads, text_direction=base.text_direction, layers=None, hidden=None, expand=None, embed_dim=None,
-                   lr=TrainConfig.lr, batch_size=TrainConfig.batch_size, fragment=TrainConfig.fragment, durations=TrainConfig.durations)
-    tags = [_tag(k, v) for k, v in given.items() if v is not None and v != default[k]
-            and not (k == 'kernels' and mcfg.arch != 'hybrid')]
+    tcfg = TrainConfig(**{k: v for k, v in given.items() if k in train_fields})
+    def named(k: Knob) -> bool:
+        if k.tag is None or k.name not in given: return False
+        if k.name == 'kernels' and mcfg.arch != 'hybrid': return False
+        if k.name == 'fragment' and tcfg.data != 'fragment': return False
+        if k.name == 'durations' and tcfg.data not in DATA_PROTOCOLS: return False
+        f = k.field or k.name
+        return getattr(mcfg, f) != getattr(base, f) if k.choices and k.to == 'model' else given[k.name] != k.default
+    value = lambda k: getattr(mcfg, k.field or k.name) if k.choices and k.to == 'model' else given[k.name]
+    tags = [_tag(k, value(k)) for k in KNOBS if named(k)]
     data = tcfg.data if tcfg.data in DATA_PROTOCOLS else Path(tcfg.data).name
     return RunConfig(preset, mcfg, tcfg, '-'.join([preset, *tags, data]))
 
+def resolve_knobs(knobs: dict) -> tuple:
+    "(RunConfig, run directory) of a full set of knob values (the parameters cell's, or the command line's)."
+    bad = sorted(set(knobs) - set(KNOB))
+    if bad: raise ValueError(f"Unknown knob(s) {bad}; accepted: {', '.join(KNOB)}")
+    v = {k.name: k.default for k in KNOBS} | knobs
+    run = resolve_run_config(v['preset'], **{k.name: v[k.name] for k in KNOBS if k.to})
+    return run, Path(v['out_dir'] or outputs_dir())/v['phase']/(v['run_name'] or run.name)
+
+# %% ../nbs/01_runs.ipynb #abefae9b
+def knob_cell(width: int = 120) -> str:
+    "The `train.ipynb` parameters cell, made from `KNOBS` (a test checks the notebook holds exactly this)."
+    lines = []
+    for k in KNOBS:
+        head = f'{k.name}: {k.type.__name__} = {k.default!r}'.ljust(28) + '# '
+        words, line = k.help.split(' '), head
+        for w in words:
+            if len(line) + len(w) + 1 > width and line.strip() != '#':
+                lines.append(line.rstrip())
+                line = ' ' * 28 + '#   '
+            line += w + ' '
+        lines.append(line.rstrip())
+    return '\n'.join(lines)
+
+def knob_parser(prog: str = 'mambatts train') -> argparse.ArgumentParser:
+    "`mambatts train`'s command line: one `--knob` per entry of `KNOBS`, with its type, default and help."
+    p = argparse.ArgumentParser(prog=prog, description='Train one run (resuming or skipping as its directory says).')
+    for k in KNOBS:
+        if k.type is bool: p.add_argument(f'--{k.name}', action=argparse.BooleanOptionalAction, default=k.default, help=k.help)
+        else: p.add_argument(f'--{k.name}', type=k.type, default=k.default, help=f'{k.help} (default: {k.default})')
+    return p
+
+# %% ../nbs/01_runs.ipynb #550f3d9a
+SUMMARY_VERSION = 2     # 1: before the key table (no `version`; `samples` only when train.ipynb added them)
+SUMMARY_KEYS = {        # summary.json: each key and what it holds (accuracies are fractions, times seconds or ms)
+    'version': 'SUMMARY_VERSION of the writer',
+    'finished': 'True: training ended (summary.json is written last, so it marks a finished run)',
+    'steps': 'steps trained', 'wall_s': 'training wall time, s',
+    'final_acc': "last step's training token accuracy", 'peak_acc': 'best training token accuracy of any step',
+    'final_dur_acc': "last step's duration accuracy", 'final_top10': "last step's top-10 token accuracy",
+    'acc_cb': "last step's training accuracy per codebook",
+    'heldout_acc': 'held-out token accuracy at the end (None without held-out data)',
+    'peak_heldout_acc': 'best held-out accuracy of any evaluation', 'heldout_acc_cb': 'held-out accuracy per codebook',
+    'heldout_ce': 'held-out cross-entropy, nats', 'heldout_ce_cb': 'held-out cross-entropy per codebook',
+    'heldout_dur_acc': 'held-out duration accuracy',
+    'heldout_by_speaker': '{speaker: {acc, majority_acc}} with several speakers',
+    'heldout_teacher_acc': 'hierarchical heads given the true lower codebooks: held-out accuracy',
+    'heldout_teacher_acc_cb': '… per codebook', 'heldout_teacher_ce': '… cross-entropy',
+    'heldout_teacher_ce_cb': '… cross-entropy per codebook',
+    'baselines': "guessing floors (metrics.code_baselines) and what they were measured on ('on')",
+    'nats_gained': "unigram cross-entropy minus the model's, held out", 'beats_majority': 'held-out accuracy > majority code',
+    'heldout_audio': 'held-out audio measures (evaluate.heldout_audio)',
+    'step_95': 'first step at 95% training accuracy', 'step_99': '… at 99%',
+    'ms_per_step': 'median ms of fwd, bwd, opt and total after warm-up', 'tokens_per_s': 'median training tokens/s',
+    'tensor_peak_mb': 'peak live tensor MB of a step', 'params': 'parameter counts per component and total',
+    'codec': 'codec label', 'backend': 'selective-scan backend', 'device': 'device trained on',
+    'preset': 'preset name', 'group': 'run name without the seed', 'arch': 'backbone',
+    'samples': 'samples/*.wav records with their measures (generate.write_samples), None when not written',
+}
+
+def check_summary(summary: dict) -> dict:
+    "`summary` with `SUMMARY_KEYS`' keys in their order; raises `ValueError` naming keys missing or unknown."
+    missing, unknown = sorted(set(SUMMARY_KEYS) - set(summary) - {'version'}), sorted(set(summary) - set(SUMMARY_KEYS))
+    if missing or unknown: raise ValueError(f'summary keys missing {missing}, unknown {unknown}: see runs.SUMMARY_KEYS')
+    return {k: SUMMARY_VERSION if k == 'version' else summary[k] for k in SUMMARY_KEYS}
+
+def write_summary(run_dir, summary: dict) -> dict:
+    "Check `summary` against `SUMMARY_KEYS` and write it to `run_dir`/summary.json (atomically); returns what was written."
+    summary = check_summary(summary)
+    write_json(Path(run_dir)/'summary.json', summary)
+    return summary
+
 # %% ../nbs/01_runs.ipynb #211708f4
 def read_config(run_dir) -> dict|None: return read_json(Path(run_dir)/'config.json')
-def read_summary(run_dir) -> dict|None: return read_json(Path(run_dir)/'summary.json')
 def read_milestones(run_dir) -> dict|None: return read_json(Path(run_dir)/'milestones.json')
+
+def read_summary(run_dir) -> dict|None:
+    "summary.json with exactly `SUMMARY_KEYS` (keys an older version lacks are None), or None when there is none."
+    raw = read_json(Path(run_dir)/'summary.json')
+    return None if raw is None else {k: raw.get(k) for k in SUMMARY_KEYS} | {'version': raw.get('version', 1)}
 
 def read_metrics(run_dir) -> dict:
     "Columns of a run's metrics.csv as lists of floats (None where empty)."
     rows = list(csv.DictReader((Path(run_dir)/'metrics.csv').open()))
     return {c: [float(r[c]) if r[c] != '' else None for r in rows] for c in (rows[0] if rows else {})}
 
+def is_run(d) -> bool:
+    "A run directory: training started in it (config.json) or a sweep recorded its failure (failed.json)."
+    return (Path(d)/'config.json').is_file() or (Path(d)/'failed.json').is_file()
+
+def run_dirs(root) -> list:
+    "Every run directory at or below `root`, in path order."
+    root = Path(root)
+    found = {p.parent for name in ('config.json', 'failed.json') for p in root.rglob(name)} if root.is_dir() else set()
+    return sorted(d for d in found if is_run(d))
+
 def is_finished(run_dir, steps: int) -> bool:
     "True when `run_dir`'s summary says it finished at least `steps` steps (such a run is skipped)."
-    s = read_summary(run_dir) or {}
-    return bool(s.get('finished')) and s.get('steps', 0) >= steps
+    s = read_summary(run_dir)
+    return bool(s and s['finished']) and s['steps'] >= steps
 
 # %% ../nbs/01_runs.ipynb #23463c43
 @contextmanager

@@ -7,6 +7,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 import importlib.util, math, os
+from .config import BACKENDS, check_choice
 
 import numpy as np
 try:   # the fused CPU kernel
@@ -245,7 +246,9 @@ def mamba_ssm_available(device) -> bool:
     return _mamba_ssm_scan is not None and torch.device(device).type == 'cuda'
 
 def resolve_backend(backend: str, device) -> str:
-    "'auto' → 'mamba_ssm' on CUDA when it imports, else 'triton' on CUDA, 'fused' on CPU, else 'scan'; an explicit choice is checked."
+    """'auto' → 'mamba_ssm' on CUDA when it imports, else 'triton' on CUDA, 'fused' on CPU, else 'scan'; an explicit
+    choice (one of `config.BACKENDS`) is checked."""
+    check_choice('backend', backend, BACKENDS)
     if backend == 'auto':
         if torch.device(device).type == 'cuda':
             return 'mamba_ssm' if mamba_ssm_available(device) else 'triton' if triton_available(device) else 'scan'
@@ -256,9 +259,7 @@ def resolve_backend(backend: str, device) -> str:
         raise ValueError(f"backend 'fused' needs numba and a CPU device, got {device}")
     if backend == 'triton' and not triton_available(device):
         raise ValueError(f"backend 'triton' needs the triton package and a CUDA device (or TRITON_INTERPRET=1 on the CPU), got {device}")
-    if backend not in ('scan', 'step', 'mamba_ssm', 'fused', 'triton'):
-        raise ValueError(f"Unknown backend {backend!r}; accepted: auto, scan, step, fused, triton, mamba_ssm")
-    return backend
+    return check_choice('backend', backend, BACKENDS)
 
 def scan_triton(u, delta, A, B, C, h0=None):
     "The Triton kernel (`triton_scan`, imported on first use). Same arguments and result as `scan_step`, fp32."

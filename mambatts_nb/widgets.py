@@ -12,7 +12,7 @@ from IPython.display import display
 from matplotlib.figure import Figure
 from .codec import SAMPLE_RATE, MEL, log_mel, codec_warning
 from .compare import curves_figure
-from .runs import read_json
+from .runs import read_json, run_dirs
 from .generate import synthesise_to_wav
 
 # %% auto #0
@@ -56,8 +56,9 @@ def mel_png(wav, title='log-mel spectrogram') -> bytes:
 
 # %% ../nbs/12_widgets.ipynb #6792d253
 def find_runs(root) -> list:
-    "Run directories (holding metrics.csv) under `root`, newest first."
-    return sorted((p.parent for p in Path(root).rglob('metrics.csv')), key=lambda d: -(d/'metrics.csv').stat().st_mtime)
+    "The runs under `root` (`runs.run_dirs`) that have curves to show (metrics.csv), newest first."
+    shown = [d for d in run_dirs(root) if (d/'metrics.csv').exists()]
+    return sorted(shown, key=lambda d: -(d/'metrics.csv').stat().st_mtime)
 
 def _label(run: Path, root) -> str:
     cfg = read_json(run/'config.json', {})
