@@ -31,7 +31,9 @@ SHIFT = 160                                                   # samples of silen
 def align_features(wav: torch.Tensor, n_frames: int) -> torch.Tensor:
     "log-mel (100, n_frames) of 24 kHz audio (S,) on the token frame grid: cut or edge-padded to the token count."
     m = log_mel(F.pad(wav.float(), (SHIFT, 0)))
-    return m[:, :n_frames] if m.shape[1] >= n_frames else F.pad(m[None], (0, n_frames - m.shape[1]), mode='replicate')[0]
+    return (
+        m[:, :n_frames] if m.shape[1] >= n_frames else F.pad(m[None], (0, n_frames - m.shape[1]), mode='replicate')[0]
+    )
 
 def log_prior(n_phonemes: int, n_frames: int, omega: float = 1.0) -> torch.Tensor:
     "log beta-binomial prior (n_frames, n_phonemes): frame t of T favours phoneme ≈ t·P/T (RAD-TTS's static prior)."
@@ -46,10 +48,18 @@ class Aligner(nn.Module):
         super().__init__()
         self.temperature = temperature
         self.emb = nn.Embedding(n_vocab, d_text, padding_idx=0)
-        self.keys = nn.Sequential(nn.Conv1d(d_text, 2 * d_text, 3, padding=1), nn.ReLU(), nn.Conv1d(2 * d_text, d_att, 1))
-        self.queries = nn.Sequential(nn.Conv1d(n_mel, 2 * n_mel, 3, padding=1), nn.ReLU(), nn.Conv1d(2 * n_mel, n_mel, 1),
-                                     nn.ReLU(), nn.Conv1d(n_mel, d_att, 1))
-        self.register_buffer('mel_mean', torch.zeros(n_mel, 1)); self.register_buffer('mel_std', torch.ones(n_mel, 1))
+        self.keys = nn.Sequential(
+            nn.Conv1d(d_text, 2 * d_text, 3, padding=1), nn.ReLU(), nn.Conv1d(2 * d_text, d_att, 1)
+        )
+        self.queries = nn.Sequential(
+            nn.Conv1d(n_mel, 2 * n_mel, 3, padding=1),
+            nn.ReLU(),
+            nn.Conv1d(2 * n_mel, n_mel, 1),
+            nn.ReLU(),
+            nn.Conv1d(n_mel, d_att, 1),
+        )
+        self.register_buffer('mel_mean', torch.zeros(n_mel, 1))
+        self.register_buffer('mel_std', torch.ones(n_mel, 1))
 
     def forward(self, phonemes, phoneme_mask, mel, prior):
         "phonemes (B, P), mask (B, P), mel (B, n_mel, T), log prior (B, T, P) → log attention (B, T, P), soft attention."
@@ -73,7 +83,8 @@ def mas(logp: np.ndarray) -> np.ndarray:
     "Monotonic alignment search: frames per phoneme (P,) of the best monotonic path through log attention (T, P), T ≥ P."
     T, P = logp.shape
     if T < P: raise ValueError(f'cannot align {P} phonemes to {T} frames: every phoneme needs at least one frame')
-    best = np.full(P, -np.inf); best[0] = logp[0, 0]
+    best = np.full(P, -np.inf)
+    best[0] = logp[0, 0]
     moved = np.zeros((T, P), dtype=bool)
     for t in range(1, T):
         step = np.concatenate([[-np.inf], best[:-1]])
@@ -81,7 +92,8 @@ def mas(logp: np.ndarray) -> np.ndarray:
         best = np.maximum(best, step) + logp[t]
     d, j = np.zeros(P, dtype=np.int64), P - 1
     for t in range(T - 1, -1, -1):
-        d[j] += 1; j -= moved[t, j]
+        d[j] += 1
+        j -= moved[t, j]
     return d
 
 def hard_attention(logp, n_phonemes, n_frames) -> torch.Tensor:
@@ -113,27 +125,47 @@ def _batches(items, batch_size: int) -> list:
 
 def _collate(items, idx):
     P, T = max(len(items[i].ids) for i in idx), max(items[i].n_frames for i in idx)
-    ph, mel, prior = torch.zeros(len(idx), P, dtype=torch.long), torch.zeros(len(idx), items[idx[0]].mel.shape[0], T), torch.zeros(len(idx), T, P)
+    ph, mel, prior = (
+        torch.zeros(len(idx), P, dtype=torch.long),
+        torch.zeros(len(idx), items[idx[0]].mel.shape[0], T),
+        torch.zeros(len(idx), T, P),
+    )
     for b, i in enumerate(idx):
-        it = items[i]; p, t = len(it.ids), it.n_frames
+        it = items[i]
+        p, t = len(it.ids), it.n_frames
         ph[b, :p], mel[b, :, :t], prior[b, :t, :p] = it.ids, it.mel, log_prior(p, t)
     n_ph, n_fr = torch.tensor([len(items[i].ids) for i in idx]), torch.tensor([items[i].n_frames for i in idx])
     return ph, torch.arange(P)[None] < n_ph[:, None], mel, prior, n_ph, n_fr
 
-def fit(items, n_vocab: int, epochs: int = 20, batch_size: int = 16, lr: float = 1e-3, bin_start: float = 0.3, seed: int = 0,
-        ckpt=None, progress: bool = True) -> tuple:
+def fit(
+    items,
+    n_vocab: int,
+    epochs: int = 20,
+    batch_size: int = 16,
+    lr: float = 1e-3,
+    bin_start: float = 0.3,
+    seed: int = 0,
+    ckpt=None,
+    progress: bool = True,
+) -> tuple:
     "Train an `Aligner` on `items`; returns (model, history of per-epoch mean losses). Resumes from `ckpt` when it exists."
     torch.manual_seed(seed)
     model, batches = Aligner(n_vocab), _batches(items, batch_size)
     allm = torch.cat([it.mel for it in items], 1)
-    model.mel_mean.copy_(allm.mean(1, keepdim=True)); model.mel_std.copy_(allm.std(1, keepdim=True).clamp_min(1e-3))
+    model.mel_mean.copy_(allm.mean(1, keepdim=True))
+    model.mel_std.copy_(allm.std(1, keepdim=True).clamp_min(1e-3))
     opt, start, history = torch.optim.Adam(model.parameters(), lr=lr), 0, []
     if ckpt is not None and Path(ckpt).is_file():
         s = torch.load(ckpt, weights_only=False)
-        model.load_state_dict(s['model']); opt.load_state_dict(s['opt']); torch.set_rng_state(s['rng'])
+        model.load_state_dict(s['model'])
+        opt.load_state_dict(s['opt'])
+        torch.set_rng_state(s['rng'])
         start, history = s['epoch'], s['history']
     data = [_collate(items, b) for b in batches]
-    total, bar = epochs * len(batches), tqdm(range(start, epochs), desc='align', disable=not progress, initial=start, total=epochs)
+    total, bar = (
+        epochs * len(batches),
+        tqdm(range(start, epochs), desc='align', disable=not progress, initial=start, total=epochs),
+    )
     for ep in bar:
         sums = np.zeros(2)
         for j in torch.randperm(len(batches)).tolist():
@@ -143,7 +175,9 @@ def fit(items, n_vocab: int, epochs: int = 20, batch_size: int = 16, lr: float =
             w = min(1.0, max(0.0, ((ep * len(batches)) / total - bin_start) / 0.2))
             bl = binarization_loss(soft, hard_attention(logp, n_ph, n_fr)) if w > 0 else torch.zeros(())
             loss = ctc + w * bl
-            opt.zero_grad(); loss.backward(); opt.step()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
             sums += (ctc.item(), bl.item())
         history.append(dict(epoch=ep + 1, forward_sum=sums[0] / len(batches), binarization=sums[1] / len(batches)))
         bar.set_postfix(ctc=f'{history[-1]["forward_sum"]:.3f}')
@@ -179,8 +213,15 @@ def espeak_items(vocab: Vocab, voice: str = 'pl', rate: int|None = None, n: int|
         sp = speak(s, voice, rate)
         wav = to_24k(sp.audio, sp.sample_rate)
         T = math.ceil(len(wav) / 320)
-        items.append(AlignItem(f'pl{i:04d}', torch.tensor(vocab.encode(sp.phonemes, strict=True)), align_features(wav, T),
-                               frame_durations(sp.starts, len(sp.audio), T)))          # starts count espeak's own samples
+        items.append(
+            AlignItem(
+                f'pl{i:04d}',
+                torch.tensor(vocab.encode(sp.phonemes, strict=True)),
+                align_features(wav, T),
+                # starts count espeak's own samples
+                frame_durations(sp.starts, len(sp.audio), T),
+            )
+        )
     return items
 
 def validate_espeak(voice: str = 'pl', rate: int|None = None, n: int|None = None, epochs: int = 20, seed: int = 0,
@@ -191,9 +232,21 @@ def validate_espeak(voice: str = 'pl', rate: int|None = None, n: int|None = None
     t = time.perf_counter()
     model, history = fit(items, len(vocab), epochs, seed=seed, progress=progress)
     fit_s = time.perf_counter() - t
-    return dict(voice=voice, rate=rate or 175, utterances=len(items), epochs=epochs, seed=seed, fit_s=fit_s,
-                audio_s=sum(it.n_frames for it in items) / FRAME_RATE, **boundary_errors(durations(model, items), [it.durations for it in items]),
-                history=history), model, items
+    return (
+        dict(
+            voice=voice,
+            rate=rate or 175,
+            utterances=len(items),
+            epochs=epochs,
+            seed=seed,
+            fit_s=fit_s,
+            audio_s=sum(it.n_frames for it in items) / FRAME_RATE,
+            **boundary_errors(durations(model, items), [it.durations for it in items]),
+            history=history,
+        ),
+        model,
+        items,
+    )
 
 # %% ../nbs/04b_align.ipynb #37b3a4f5
 def learned_corpus_durations(epochs: int = 20, seed: int = 0, progress: bool = True) -> dict:
@@ -203,14 +256,17 @@ def learned_corpus_durations(epochs: int = 20, seed: int = 0, progress: bool = T
     if not path.is_file():
         items = []
         for u in utts:
-            sp = speak(u.text)                                  # the utterance's own sentence, spoken again for its audio
+            # the utterance's own sentence, spoken again for its audio
+            sp = speak(u.text)
             items.append(AlignItem(u.id, torch.tensor(vocab.encode(u.phonemes, strict=True)),
                                    align_features(to_24k(sp.audio, sp.sample_rate), u.n_frames), u.durations))
         model, _ = fit(items, len(vocab), epochs, seed=seed, progress=progress)
         learned = durations(model, items)
         errors = boundary_errors(learned, [it.durations for it in items])
         if progress: print(f'learned corpus durations vs exact: {errors}')
-        atomic_write_text(path, json.dumps(dict(errors=errors, durations={it.id: d.tolist() for it, d in zip(items, learned)})))
+        atomic_write_text(
+            path, json.dumps(dict(errors=errors, durations={it.id: d.tolist() for it, d in zip(items, learned)}))
+        )
     return {k: torch.tensor(v) for k, v in json.loads(path.read_text())['durations'].items()}
 
 # %% ../nbs/04b_align.ipynb #de851b7b
@@ -222,34 +278,73 @@ def alignment_figure(model: Aligner, items, vocab: Vocab, k: int = 3):
         for r, it in enumerate(items, 1):
             ph, pm, mel, prior, n_ph, n_fr = _collate([it], [0])
             logp, soft = model(ph, pm, mel, prior)
-            rows = np.array([f'{j}:{p}' for j, p in enumerate(vocab.decode(it.ids.tolist()))])      # one row per phoneme
+            # one row per phoneme
+            rows = np.array([f'{j}:{p}' for j, p in enumerate(vocab.decode(it.ids.tolist()))])
             fig.add_trace(go.Heatmap(z=soft[0].T.numpy(), colorscale='Viridis', showscale=False, y=list(rows)), r, 1)
-            path = lambda d: list(rows[np.repeat(np.arange(len(d)), d)])                           # the row of every frame
-            fig.add_trace(go.Scatter(y=path(mas(logp[0].double().numpy())), mode='lines', line=dict(color='red', width=1),
-                                     name='learned (MAS)', showlegend=r == 1), r, 1)
+            # the row of every frame
+            path = lambda d: list(rows[np.repeat(np.arange(len(d)), d)])
+            fig.add_trace(
+                go.Scatter(
+                    y=path(mas(logp[0].double().numpy())),
+                    mode='lines',
+                    line=dict(color='red', width=1),
+                    name='learned (MAS)',
+                    showlegend=r == 1,
+                ),
+                r,
+                1,
+            )
             if it.durations is not None:
-                fig.add_trace(go.Scatter(y=path(it.durations.numpy()), mode='lines', line=dict(color='white', width=1, dash='dot'),
-                                         name='exact', showlegend=r == 1), r, 1)
+                fig.add_trace(
+                    go.Scatter(
+                        y=path(it.durations.numpy()),
+                        mode='lines',
+                        line=dict(color='white', width=1, dash='dot'),
+                        name='exact',
+                        showlegend=r == 1,
+                    ),
+                    r,
+                    1,
+                )
     fig.update_layout(height=320 * len(items), title='Aligner attention (phonemes × 75 Hz frames) with the hard path')
     return fig
 
 # %% ../nbs/04b_align.ipynb #d0c8d2c8
-def align_folder(data: str, codec=None, epochs: int = 20, min_seconds: float = 0.5, max_seconds: float = 20.0, seed: int = 0,
-                 progress: bool = True) -> dict:
+def align_folder(
+    data: str,
+    codec=None,
+    epochs: int = 20,
+    min_seconds: float = 0.5,
+    max_seconds: float = 20.0,
+    seed: int = 0,
+    progress: bool = True,
+) -> dict:
     "Learn durations for a corpus folder and write them into its manifest; returns `aligned.json`'s record."
     d = Path(prepare(data, codec, min_seconds, max_seconds, progress)['dir'])
     rows = _read_jsonl(d/'manifest.jsonl')
-    if all(r['durations'] is not None for r in rows) and (d/'aligned.json').is_file(): return read_json(d/'aligned.json')
+    if all(r['durations'] is not None for r in rows) and (d / 'aligned.json').is_file():
+        return read_json(d / 'aligned.json')
     vocab = data_vocab(r['phonemes'] for r in rows)
     items = []
     for r in tqdm(rows, desc='align features', disable=not progress):
         audio, sr = sf.read(r['audio'], dtype='float32', always_2d=True)
-        items.append(AlignItem(r['id'], torch.tensor(vocab.encode(r['phonemes'], strict=True)), align_features(to_24k(audio, sr), r['n_frames'])))
+        items.append(
+            AlignItem(
+                r['id'],
+                torch.tensor(vocab.encode(r['phonemes'], strict=True)),
+                align_features(to_24k(audio, sr), r['n_frames']),
+            )
+        )
     short = [(it.id, len(it.ids), it.n_frames) for it in items if it.n_frames < len(it.ids)]
-    if short: raise ValueError(f'{len(short)} utterance(s) have fewer frames than phonemes (id, phonemes, frames), e.g. {short[0]}: '
-                               'the transcript does not match the audio, or min_seconds is too low')
+    if short:
+        raise ValueError(
+            f'{len(short)} utterance(s) have fewer frames than phonemes (id, phonemes, frames), e.g. {short[0]}: '
+            'the transcript does not match the audio, or min_seconds is too low'
+        )
     t = time.perf_counter()
-    model, history = fit(items, len(vocab), epochs, seed=seed, ckpt=d/f'aligner-{_sha(*(r["id"] for r in rows))}.pt', progress=progress)
+    model, history = fit(
+        items, len(vocab), epochs, seed=seed, ckpt=d / f'aligner-{_sha(*(r["id"] for r in rows))}.pt', progress=progress
+    )
     fit_s = time.perf_counter() - t
     for r, dur in zip(rows, durations(model, items)): r['durations'] = dur.tolist()
     atomic_write_text(d/'manifest.jsonl', ''.join(json.dumps(r, ensure_ascii=False) + '\n' for r in rows))

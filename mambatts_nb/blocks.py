@@ -42,11 +42,15 @@ class MambaMixer(nn.Module):
         self.d_inner, self.d_state, self.backend = int(expand * d_model), d_state, backend
         self.dt_rank = math.ceil(d_model / 16) if dt_rank == 'auto' else dt_rank
         self.in_proj = nn.Linear(d_model, 2 * self.d_inner, bias=bias)
-        self.conv1d = nn.Conv1d(self.d_inner, self.d_inner, d_conv, groups=self.d_inner, padding=d_conv - 1, bias=conv_bias)
+        self.conv1d = nn.Conv1d(
+            self.d_inner, self.d_inner, d_conv, groups=self.d_inner, padding=d_conv - 1, bias=conv_bias
+        )
         self.x_proj = nn.Linear(self.d_inner, self.dt_rank + 2 * d_state, bias=False)
         self.dt_proj = nn.Linear(self.dt_rank, self.d_inner, bias=True)
         nn.init.uniform_(self.dt_proj.weight, -self.dt_rank ** -0.5, self.dt_rank ** -0.5)
-        dt = torch.exp(torch.rand(self.d_inner) * (math.log(dt_max) - math.log(dt_min)) + math.log(dt_min)).clamp(min=dt_init_floor)
+        dt = torch.exp(torch.rand(self.d_inner) * (math.log(dt_max) - math.log(dt_min)) + math.log(dt_min)).clamp(
+            min=dt_init_floor
+        )
         with torch.no_grad(): self.dt_proj.bias.copy_(dt + torch.log(-torch.expm1(-dt)))   # inverse softplus
         self.A_log = nn.Parameter(torch.log(torch.arange(1, d_state + 1, dtype=torch.float32).repeat(self.d_inner, 1)))
         self.A_log._no_weight_decay = True                   # as mamba_simple: the optimiser groups read the mark
@@ -66,8 +70,19 @@ class MambaMixer(nn.Module):
         xi, conv_state = causal_conv_last(xi, self.conv1d, conv_state)          # the fused scan's layout: no transposes
         xi = F.silu(xi)
         delta, B, C = self._ssm_inputs(xi)
-        y, ssm_state = selective_scan(xi.transpose(1, 2), delta, -torch.exp(self.A_log.float()), B, C, self.D.float(), z.transpose(1, 2),
-                                      self.dt_proj.bias.float(), True, ssm_state, backend=self.backend)
+        y, ssm_state = selective_scan(
+            xi.transpose(1, 2),
+            delta,
+            -torch.exp(self.A_log.float()),
+            B,
+            C,
+            self.D.float(),
+            z.transpose(1, 2),
+            self.dt_proj.bias.float(),
+            True,
+            ssm_state,
+            backend=self.backend,
+        )
         return self.out_proj(y.transpose(1, 2)), (conv_state, ssm_state)
 
     def step(self, x, state=None):
@@ -98,14 +113,17 @@ class HybridMixer(nn.Module):
         s, ssm_state = self.ssm(x, ssm_state)
         c, new_conv = x.transpose(1, 2), []
         for conv, cs in zip(self.convs, conv_states):
-            c, cs = causal_conv(c, conv, cs); c = F.silu(c); new_conv.append(cs)
+            c, cs = causal_conv(c, conv, cs)
+            c = F.silu(c)
+            new_conv.append(cs)
         return self.combine(torch.cat([s, c.transpose(1, 2)], -1)), (ssm_state, new_conv)
 
 # %% ../nbs/06_blocks.ipynb #f39469ac
 class GatedRMSNorm(nn.Module):
     "RMSNorm(x · SiLU(z)) · weight over groups of `group_size` channels: mamba_ssm's `RMSNormGated(norm_before_gate=False)`."
     def __init__(self, d, group_size=None, eps=1e-5):
-        super().__init__(); self.group_size, self.eps, self.weight = group_size or d, eps, nn.Parameter(torch.ones(d))
+        super().__init__()
+        self.group_size, self.eps, self.weight = group_size or d, eps, nn.Parameter(torch.ones(d))
     def forward(self, x, z):
         x = (x * F.silu(z)).unflatten(-1, (-1, self.group_size))
         return (x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps)).flatten(-2) * self.weight
@@ -115,13 +133,22 @@ class Mamba2Mixer(nn.Module):
     def __init__(self, d_model, d_state=64, d_conv=4, expand=2, headdim=64, ngroups=1, A_init_range=(1, 16),
                  dt_min=0.001, dt_max=0.1, dt_init_floor=1e-4, conv_bias=True, bias=False, chunk_size=64):
         super().__init__()
-        self.d_inner, self.d_state, self.headdim, self.ngroups, self.chunk_size = int(expand * d_model), d_state, headdim, ngroups, chunk_size
-        if self.d_inner % headdim: raise ValueError(f'Mamba-2: d_inner {self.d_inner} is not a multiple of headdim {headdim}')
+        self.d_inner, self.d_state, self.headdim, self.ngroups, self.chunk_size = (
+            int(expand * d_model),
+            d_state,
+            headdim,
+            ngroups,
+            chunk_size,
+        )
+        if self.d_inner % headdim:
+            raise ValueError(f'Mamba-2: d_inner {self.d_inner} is not a multiple of headdim {headdim}')
         self.nheads = self.d_inner // headdim
         conv_dim = self.d_inner + 2 * ngroups * d_state
         self.in_proj = nn.Linear(d_model, self.d_inner + conv_dim + self.nheads, bias=bias)         # [z, x, B, C, dt]
         self.conv1d = nn.Conv1d(conv_dim, conv_dim, d_conv, groups=conv_dim, padding=d_conv - 1, bias=conv_bias)
-        dt = torch.exp(torch.rand(self.nheads) * (math.log(dt_max) - math.log(dt_min)) + math.log(dt_min)).clamp(min=dt_init_floor)
+        dt = torch.exp(torch.rand(self.nheads) * (math.log(dt_max) - math.log(dt_min)) + math.log(dt_min)).clamp(
+            min=dt_init_floor
+        )
         self.dt_bias = nn.Parameter(dt + torch.log(-torch.expm1(-dt)))                              # inverse softplus
         self.A_log = nn.Parameter(torch.empty(self.nheads).uniform_(*A_init_range).log())
         self.D = nn.Parameter(torch.ones(self.nheads))
@@ -132,7 +159,11 @@ class Mamba2Mixer(nn.Module):
     def _split(self, xbc):
         "Conv'd, activated (…, conv_dim) → x (…, h, p), B, C (…, g, n)."
         x, B, C = xbc.split([self.d_inner, self.ngroups * self.d_state, self.ngroups * self.d_state], -1)
-        return x.unflatten(-1, (self.nheads, self.headdim)), B.unflatten(-1, (self.ngroups, -1)), C.unflatten(-1, (self.ngroups, -1))
+        return (
+            x.unflatten(-1, (self.nheads, self.headdim)),
+            B.unflatten(-1, (self.ngroups, -1)),
+            C.unflatten(-1, (self.ngroups, -1)),
+        )
 
     def _out(self, y, z):
         "SSD output y + D·x (…, h, p) → gated RMSNorm with z → out_proj."
@@ -144,7 +175,8 @@ class Mamba2Mixer(nn.Module):
         z, xbc, dt = self.in_proj(u).split([self.d_inner, self.conv1d.in_channels, self.nheads], -1)
         xbc, conv_state = causal_conv_last(xbc, self.conv1d, conv_state)     # channels last: no transposing copies
         x, B, C = self._split(F.silu(xbc))
-        acc = torch.promote_types(x.dtype, torch.float32)                     # bf16 → fp32 (as mamba_ssm's kernels); fp64 stays
+        # bf16 → fp32 (as mamba_ssm's kernels); fp64 stays
+        acc = torch.promote_types(x.dtype, torch.float32)
         with torch.autocast(u.device.type, enabled=False):
             x, B, C, dt = x.to(acc), B.to(acc), C.to(acc), F.softplus(dt.to(acc) + self.dt_bias.to(acc))
             y, h = ssd_chunked(x, dt, -torch.exp(self.A_log.to(acc)), B, C, self.chunk_size, h)
@@ -178,7 +210,8 @@ class Attention(nn.Module):
 
 class MLP(nn.Module):
     def __init__(self, d_model, ratio=4):
-        super().__init__(); self.fc, self.proj = nn.Linear(d_model, ratio * d_model), nn.Linear(ratio * d_model, d_model)
+        super().__init__()
+        self.fc, self.proj = nn.Linear(d_model, ratio * d_model), nn.Linear(ratio * d_model, d_model)
     def forward(self, x): return self.proj(F.gelu(self.fc(x)))
 
 # %% ../nbs/06_blocks.ipynb #d5ba0215
@@ -216,7 +249,10 @@ def flip_valid(x, mask):
 
 class Backward(nn.Module):
     "Run `block` right-to-left over each valid sequence (the style extractor's direction)."
-    def __init__(self, block): super().__init__(); self.block = block
+
+    def __init__(self, block):
+        super().__init__()
+        self.block = block
     def forward(self, x, mask, state=None):
         y, _ = self.block(flip_valid(x, mask), mask)
         return flip_valid(y, mask), None
@@ -260,15 +296,25 @@ def mamba_mixer(cfg, **extra) -> MambaMixer:
 def ssm_block(cfg, kind: str, mixer):
     "A Mamba-style residual block around the mixers `mixer()` makes, in the component's direction."
     direction = {'text': cfg.text_direction, 'style': cfg.style_direction}.get(kind, 'forward')
-    if direction == 'bidirectional': return Bidirectional(cfg.d_model, mixer, cfg.bidir_combine, cfg.bidir_tie, cfg.layer_scale)
+    if direction == 'bidirectional':
+        return Bidirectional(cfg.d_model, mixer, cfg.bidir_combine, cfg.bidir_tie, cfg.layer_scale)
     block = MambaBlock(cfg.d_model, mixer(), cfg.layer_scale)
     return Backward(block) if direction == 'backward' else block
 
-register_backbone('pure', lambda cfg, kind: ssm_block(cfg, kind, lambda: mamba_mixer(cfg)), doc='Mamba blocks in every component')
-register_backbone('hybrid', lambda cfg, kind: ssm_block(cfg, kind, lambda: mamba_mixer(cfg, kernels=cfg.kernels)), components=('audio',),
-                  doc="Mamba+Conv in the audio processor (the study's hybrid), pure Mamba elsewhere")
-register_backbone('transformer', lambda cfg, kind: TransformerBlock(cfg.d_model, cfg.n_heads, cfg.mlp_ratio, cfg.layer_scale),
-                  doc='pre-norm attention blocks in every component')
+register_backbone(
+    'pure', lambda cfg, kind: ssm_block(cfg, kind, lambda: mamba_mixer(cfg)), doc='Mamba blocks in every component'
+)
+register_backbone(
+    'hybrid',
+    lambda cfg, kind: ssm_block(cfg, kind, lambda: mamba_mixer(cfg, kernels=cfg.kernels)),
+    components=('audio',),
+    doc="Mamba+Conv in the audio processor (the study's hybrid), pure Mamba elsewhere",
+)
+register_backbone(
+    'transformer',
+    lambda cfg, kind: TransformerBlock(cfg.d_model, cfg.n_heads, cfg.mlp_ratio, cfg.layer_scale),
+    doc='pre-norm attention blocks in every component',
+)
 register_backbone('mamba2', lambda cfg, kind: ssm_block(cfg, kind, lambda: Mamba2Mixer(
                       cfg.d_model, cfg.mamba2_state, cfg.d_conv, cfg.expand, cfg.headdim)),
                   doc='Mamba-2 (SSD) blocks in every component')

@@ -27,8 +27,10 @@ def save_checkpoint(path, model, opt, sampler, step, wall_s, milestones):
 
 def load_checkpoint(path, map_location='cpu') -> dict:
     "Load a checkpoint; a corrupt or foreign file raises a `ValueError` naming it (the file is left untouched)."
-    try: ck = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as e: raise ValueError(f'Checkpoint {str(path)!r} is corrupt or unreadable ({type(e).__name__}: {e})') from e
+    try:
+        ck = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:
+        raise ValueError(f'Checkpoint {str(path)!r} is corrupt or unreadable ({type(e).__name__}: {e})') from e
     if not isinstance(ck, dict) or ck.get('format') != CKPT_FORMAT:
         raise ValueError(f'{str(path)!r} is not a mambatts_nb checkpoint (expected format {CKPT_FORMAT!r})')
     return ck
@@ -44,13 +46,19 @@ def load_run(run_dir, device='cpu'):
     run_dir = Path(run_dir)
     cfg_path, w_path = run_dir/'config.json', run_dir/'model.safetensors'
     for p in (cfg_path, w_path):
-        if not p.is_file(): raise FileNotFoundError(f'{str(p)!r} not found: is {str(run_dir)!r} a finished run directory?')
+        if not p.is_file():
+            raise FileNotFoundError(f'{str(p)!r} not found: is {str(run_dir)!r} a finished run directory?')
     config = read_config(run_dir)
     mcfg = ModelConfig.from_dict(config['model'])
     model = TTSModel(mcfg)
     try: state = load_file(w_path)
     except Exception as e: raise ValueError(f'{str(w_path)!r} is corrupt or not a safetensors file ({e})') from e
     missing, unexpected = model.load_state_dict(state, strict=False)
-    bad = [k for k in missing + unexpected] + [k for k, v in state.items() if k in model.state_dict() and v.shape != model.state_dict()[k].shape]
-    if bad: raise ValueError(f'{str(w_path)!r} does not match the config in {str(cfg_path)!r} (first mismatches: {bad[:3]})')
+    bad = [k for k in missing + unexpected] + [
+        k for k, v in state.items() if k in model.state_dict() and v.shape != model.state_dict()[k].shape
+    ]
+    if bad:
+        raise ValueError(
+            f'{str(w_path)!r} does not match the config in {str(cfg_path)!r} (first mismatches: {bad[:3]})'
+        )
     return model.to(device).eval(), Vocab(config['vocab']), config

@@ -18,8 +18,16 @@ from .align import align_cli
 from .compare import report_cli
 from .data import calibrate_cli
 
-COMMANDS = {'train': train_cli, 'generate': generate_cli, 'bench': bench_main, 'prepare': prepare_cli, 'align': align_cli,
-            'report': report_cli, 'evaluate': evaluate_cli, 'calibrate': calibrate_cli}
+COMMANDS = {
+    'train': train_cli,
+    'generate': generate_cli,
+    'bench': bench_main,
+    'prepare': prepare_cli,
+    'align': align_cli,
+    'report': report_cli,
+    'evaluate': evaluate_cli,
+    'calibrate': calibrate_cli,
+}
 USER_ERRORS = (ValueError, FileNotFoundError)     # what the library raises for bad input, with a message that names it
 
 def _fail(message: str):

@@ -30,12 +30,14 @@ UNTRAINED_LABEL = 'codec: untrained fallback — audio not meaningful'
 CODEC_MODES = ('auto', 'pretrained', 'spectral', 'untrained')
 ENCODEC_CHECKPOINT = 'encodec_24khz-d7cc33bc.th'
 MEL = dict(sample_rate=SAMPLE_RATE, n_fft=1024, hop_length=HOP, n_mels=100)    # the one mel setting of the workbench
-SHIPPED_SPECTRAL = 'spectral_codec.safetensors'   # the offline codec's calibration, inside the package (`mambatts calibrate`)
+# the offline codec's calibration, inside the package (`mambatts calibrate`)
+SHIPPED_SPECTRAL = 'spectral_codec.safetensors'
 
 def codec_warning(label: str) -> str|None:
     "A one-line warning for audio made by any codec but pretrained EnCodec, else None."
     if label == PRETRAINED_LABEL: return None
-    if label == SPECTRAL_LABEL: return f'{label}: speech you can hear, not EnCodec quality; tokens are not EnCodec tokens'
+    if label == SPECTRAL_LABEL:
+        return f'{label}: speech you can hear, not EnCodec quality; tokens are not EnCodec tokens'
     return label
 
 def _check_wav(wav):
@@ -120,14 +122,23 @@ def _rvq(x, codebooks):
     out, codes = torch.zeros_like(x), []
     for c in codebooks:
         k = (c.pow(2).sum(1)[None] - 2 * (x - out) @ c.T).argmin(1)            # nearest codeword of the residual
-        codes.append(k); out = out + c[k]
+        codes.append(k)
+        out = out + c[k]
     return torch.stack(codes), out
 
 class SpectralCodec:
     "Residual VQ (8 × 1024) over log-mel frames, decoded by mel inversion and Griffin-Lim; the interface of `Codec`."
     label, pretrained, n_frames = SPECTRAL_LABEL, False, staticmethod(Codec.n_frames)
-    def __init__(self, mean: torch.Tensor, codebooks: torch.Tensor, key: str, gl_iters: int = 64, refine_iters: int = 200,
-                 refine_lr: float = 1e-4):
+
+    def __init__(
+        self,
+        mean: torch.Tensor,
+        codebooks: torch.Tensor,
+        key: str,
+        gl_iters: int = 64,
+        refine_iters: int = 200,
+        refine_lr: float = 1e-4,
+    ):
         self.mean, self.codebooks, self.key = mean, codebooks, key             # (M,), (8, 1024, M)
         self.gl_iters, self.refine_iters, self.refine_lr = gl_iters, refine_iters, refine_lr
 
@@ -166,7 +177,8 @@ class SpectralCodec:
         norm = fb.sum(1, keepdim=True).clamp(min=1e-8)
         for _ in range(50): lin = lin * (fb @ (mel / (fb.T @ lin).clamp(min=1e-12))) / norm   # NNLS, multiplicative
         T, n_fft = f.shape[0], MEL['n_fft']
-        pad = max(1, 4 - T)                  # center=True wants one frame more; Griffin-Lim's STFT needs > n_fft/2 samples
+        # center=True wants one frame more; Griffin-Lim's STFT needs > n_fft/2 samples
+        pad = max(1, 4 - T)
         mag = torch.cat([lin.sqrt(), torch.zeros(len(lin), pad)], 1)
         with torch.random.fork_rng():
             torch.manual_seed(0)
@@ -176,13 +188,16 @@ class SpectralCodec:
 
 def refine(wav: torch.Tensor, target: torch.Tensor, iters: int = 200, lr: float = 1e-4) -> torch.Tensor:
     "Audio (S,) moved by Adam on its samples to bring its `log_mel` towards `target` (M, T) in mean |Δ| (the codec's measure)."
-    if len(wav) <= MEL['n_fft'] // 2: return wav                            # one frame: too short for log_mel's padded STFT
+    # one frame: too short for log_mel's padded STFT
+    if len(wav) <= MEL['n_fft'] // 2: return wav
     with torch.inference_mode(False), torch.enable_grad():
         w, target = wav.detach().clone().requires_grad_(), target.detach().clone()
         opt = torch.optim.Adam([w], lr=lr)
         for _ in range(iters):
             loss = (log_mel(w)[:, :target.shape[1]] - target).abs().mean()
-            opt.zero_grad(); loss.backward(); opt.step()
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
     return w.detach()
 
 @torch.no_grad()
@@ -224,7 +239,10 @@ def calibrate(model: EncodecModel, wavs, frames_per_level: int = 2000, iters: in
         for done in layers[:j]: residual = residual - done._codebook.dequantize(done._codebook.quantize(residual))
         cb = layer._codebook
         c, counts = kmeans(residual, cb.codebook_size, iters, seed + j)
-        cb.embed.copy_(c); cb.embed_avg.copy_(c); cb.cluster_size.copy_(counts); cb.inited.fill_(1)
+        cb.embed.copy_(c)
+        cb.embed_avg.copy_(c)
+        cb.cluster_size.copy_(counts)
+        cb.inited.fill_(1)
     return model
 
 def pretrained_encodec() -> EncodecModel:
@@ -243,7 +261,9 @@ def pretrained_encodec() -> EncodecModel:
 
 def state_key(kind: str, calibration_key: str) -> str:
     "The key of codec `kind`'s calibrated state: what it was fitted on and how (it keys the token cache too)."
-    return hashlib.sha1(f'{kind}|{encodec_version}|{N_CODEBOOKS}|{sorted(MEL.items())}|{calibration_key}'.encode()).hexdigest()[:12]
+    return hashlib.sha1(
+        f'{kind}|{encodec_version}|{N_CODEBOOKS}|{sorted(MEL.items())}|{calibration_key}'.encode()
+    ).hexdigest()[:12]
 
 def shipped_spectral(key: str):
     "The spectral codec's (mean, codebooks) shipped with the package when they were fitted on what `key` says, else None."

@@ -111,8 +111,10 @@ class ModelConfig:
             raise ValueError(f"kernels must be a pair of odd positive ints or one of {', '.join(KERNEL_PAIRS)}, "
                              f"got {self.kernels!r}")
         if self.arch == 'mamba2' and self.d_inner % self.headdim:
-            raise ValueError(f"Mamba-2: d_inner {self.d_inner} (expand {self.expand} × d_model {self.d_model}) is not a multiple "
-                             f"of headdim {self.headdim}")
+            raise ValueError(
+                f"Mamba-2: d_inner {self.d_inner} (expand {self.expand} × d_model {self.d_model}) is not a multiple "
+                f"of headdim {self.headdim}"
+            )
         if self.arch == 'transformer' and self.d_model % self.n_heads:
             raise ValueError(f"d_model {self.d_model} is not divisible by n_heads {self.n_heads}")
         return self
@@ -127,7 +129,8 @@ class TrainConfig:
     batch_size: int = 1
     grad_clip: float = 1.0
     seed: int = 0
-    data: str = 'fragment'             # fragment | corpus | corpus-multi | a corpus folder, [layout:]<folder> (see corpora)
+    # fragment | corpus | corpus-multi | a corpus folder, [layout:]<folder> (see corpora)
+    data: str = 'fragment'
     fragment: int = 0                  # index of the corpus utterance used by the fragment protocol
     heldout: int = 20                  # held-out utterances for the corpus protocol
     eval_every: int = 50
@@ -135,7 +138,8 @@ class TrainConfig:
     device: str = 'auto'               # auto | cpu | cuda
     amp: bool = True                   # bf16 autocast on CUDA
     dur_weight: float = 1.0            # weight of the duration MSE in the loss
-    durations: str = 'exact'           # fragment/corpus: exact (espeak's) | learned (the aligner's); a folder: always learned
+    # fragment/corpus: exact (espeak's) | learned (the aligner's); a folder: always learned
+    durations: str = 'exact'
 
     def __post_init__(self): self.validate()
 
@@ -178,8 +182,15 @@ STUDY_RESULTS = {
     'phase1-transformer': dict(params=5_735_297, ms=17.22, mb=224, final=100.0),
     'phase1-hybrid': dict(params=3_165_569, ms=11.07, mb=183, final=100.0),
     'phase2-pure': dict(params=38_015_746, ms=112.4, step_95=533, peak=98.3),
-    **{f'phase2-hybrid-{k}': dict(params=42_577_794, ms=ms, step_95=s95, peak=pk) for k, ms, s95, pk in
-       zip(KERNEL_PAIRS, (134.0, 144.5, 139.2, 141.1, 143.2), (578, 691, 667, 676, None), (98.3, 98.3, 98.3, 98.3, 80.0))},
+    **{
+        f'phase2-hybrid-{k}': dict(params=42_577_794, ms=ms, step_95=s95, peak=pk)
+        for k, ms, s95, pk in zip(
+            KERNEL_PAIRS,
+            (134.0, 144.5, 139.2, 141.1, 143.2),
+            (578, 691, 667, 676, None),
+            (98.3, 98.3, 98.3, 98.3, 80.0),
+        )
+    },
     'L4_H768_E1.5': dict(params=64_800_000, ms=528, step_95=362, peak=99.4),
     'L12_H768_E1.5': dict(peak=96.8),
 }

@@ -51,22 +51,37 @@ def read_ljspeech(root: Path) -> list:
 
 def read_mailabs(root: Path) -> list:
     "M-AILABS: `<lang>/by_book/<gender>/<speaker>/<book>/metadata.csv` + `wavs/`; speaker = the speaker folder."
-    return [e for meta in sorted(root.glob('**/by_book/*/*/*/metadata.csv')) for e in _lj_rows(meta, meta.parent.parent.name)]
+    return [
+        e
+        for meta in sorted(root.glob('**/by_book/*/*/*/metadata.csv'))
+        for e in _lj_rows(meta, meta.parent.parent.name)
+    ]
 
 def read_commonvoice(root: Path) -> list:
     "Common Voice: `validated.tsv` (else train/dev/test .tsv, each clip once) + `clips/`; speaker = `client_id`."
-    tables = [root/'validated.tsv'] if (root/'validated.tsv').is_file() else [root/t for t in CV_TABLES[1:] if (root/t).is_file()]
+    tables = (
+        [root / 'validated.tsv']
+        if (root / 'validated.tsv').is_file()
+        else [root / t for t in CV_TABLES[1:] if (root / t).is_file()]
+    )
     out, seen = [], set()
     for t in tables:
         rows = _rows(t, '\t')
         head = rows[0]
         missing = [c for c in ('client_id', 'path', 'sentence') if c not in head]
-        if missing: raise ValueError(f'{str(t)!r} lacks the column(s) {missing}; a Common Voice table has client_id, path, sentence')
+        if missing:
+            raise ValueError(
+                f'{str(t)!r} lacks the column(s) {missing}; a Common Voice table has client_id, path, sentence'
+            )
         for r in rows[1:]:
             d = dict(zip(head, r))
             if d.get('path') and d['path'] not in seen:
                 seen.add(d['path'])
-                out.append(Entry(Path(d['path']).stem, d.get('client_id', ''), d.get('sentence', ''), root/'clips'/d['path']))
+                out.append(
+                    Entry(
+                        Path(d['path']).stem, d.get('client_id', ''), d.get('sentence', ''), root / 'clips' / d['path']
+                    )
+                )
     return out
 
 def read_mls(root: Path) -> list:
@@ -76,15 +91,29 @@ def read_mls(root: Path) -> list:
         for r in _rows(tr, '\t'):
             speaker, book = (r[0].split('_') + ['', ''])[:2]
             folder = tr.parent/'audio'/speaker/book
-            audio = next((p for p in (folder/f'{r[0]}.flac', folder/f'{r[0]}.opus') if p.is_file()), folder/f'{r[0]}.flac')
+            audio = next(
+                (p for p in (folder / f'{r[0]}.flac', folder / f'{r[0]}.opus') if p.is_file()), folder / f'{r[0]}.flac'
+            )
             out.append(Entry(r[0], speaker, r[1] if len(r) > 1 else '', audio))
     return out
 
-LAYOUTS = {   # name → (how to recognise the folder, what it holds, reader)
-    'ljspeech': (lambda r: (r/'metadata.csv').is_file(), 'metadata.csv + wavs/', read_ljspeech),
-    'mailabs': (lambda r: any(r.glob('**/by_book/*/*/*/metadata.csv')), '<lang>/by_book/<gender>/<speaker>/<book>/metadata.csv + wavs/', read_mailabs),
-    'commonvoice': (lambda r: any((r/t).is_file() for t in CV_TABLES), 'validated.tsv (or train/dev/test.tsv) + clips/', read_commonvoice),
-    'mls': (lambda r: any(r.glob('*/transcripts.txt')), '<split>/transcripts.txt + <split>/audio/<speaker>/<book>/', read_mls),
+LAYOUTS = {  # name → (how to recognise the folder, what it holds, reader)
+    'ljspeech': (lambda r: (r / 'metadata.csv').is_file(), 'metadata.csv + wavs/', read_ljspeech),
+    'mailabs': (
+        lambda r: any(r.glob('**/by_book/*/*/*/metadata.csv')),
+        '<lang>/by_book/<gender>/<speaker>/<book>/metadata.csv + wavs/',
+        read_mailabs,
+    ),
+    'commonvoice': (
+        lambda r: any((r / t).is_file() for t in CV_TABLES),
+        'validated.tsv (or train/dev/test.tsv) + clips/',
+        read_commonvoice,
+    ),
+    'mls': (
+        lambda r: any(r.glob('*/transcripts.txt')),
+        '<split>/transcripts.txt + <split>/audio/<speaker>/<book>/',
+        read_mls,
+    ),
 }
 
 def parse_data(data: str) -> tuple:
@@ -101,8 +130,11 @@ def detect_layout(data: str) -> tuple:
     if not layout:
         layout = next((k for k, (match, _, _) in LAYOUTS.items() if match(folder)), None)
         if layout is None:
-            raise ValueError(f'{str(folder)!r} is in none of the corpus layouts: ' +
-                             '; '.join(f'{k}: {what}' for k, (_, what, _) in LAYOUTS.items()) + " (or name one: 'mls:<folder>')")
+            raise ValueError(
+                f'{str(folder)!r} is in none of the corpus layouts: '
+                + '; '.join(f'{k}: {what}' for k, (_, what, _) in LAYOUTS.items())
+                + " (or name one: 'mls:<folder>')"
+            )
     return layout, folder
 
 def read_corpus(data: str) -> tuple:
@@ -143,13 +175,19 @@ def _read_jsonl(path: Path) -> list:
     return [json.loads(l) for l in good.decode('utf-8').splitlines() if l.strip()]
 
 def _append(f, record: dict):
-    f.write(json.dumps(record, ensure_ascii=False) + '\n'); f.flush(); os.fsync(f.fileno())
+    f.write(json.dumps(record, ensure_ascii=False) + '\n')
+    f.flush()
+    os.fsync(f.fileno())
 
 def corpus_dir(data: str, codec: Codec, min_seconds: float = 0.5, max_seconds: float = 20.0) -> Path:
     "The cache folder of one corpus prepared with one codec and one pair of length bounds."
     layout, folder = detect_layout(data)
     folder = folder.resolve()
-    return cache_dir()/'corpora'/f'{folder.name}-{_sha(MANIFEST_VERSION, layout, folder, codec.key, min_seconds, max_seconds)}'
+    return (
+        cache_dir()
+        / 'corpora'
+        / f'{folder.name}-{_sha(MANIFEST_VERSION, layout, folder, codec.key, min_seconds, max_seconds)}'
+    )
 
 def _prepare_entry(e: Entry, d: Path, codec: Codec, min_seconds: float, max_seconds: float) -> tuple:
     "One row: ('kept', manifest record, whether it was encoded now) or ('skipped', {id, speaker, reason}, False)."
@@ -158,13 +196,33 @@ def _prepare_entry(e: Entry, d: Path, codec: Codec, min_seconds: float, max_seco
     text, phonemes, wav = ok
     tok = d/'tokens'/f'{hashlib.sha1(e.audio.read_bytes()).hexdigest()[:20]}.pt'
     encoded = not tok.is_file()
-    if encoded: codes = codec.encode(wav); atomic_save(codes.to(torch.int16), tok)
+    if encoded:
+        codes = codec.encode(wav)
+        atomic_save(codes.to(torch.int16), tok)
     else: codes = torch.load(tok, weights_only=True).long()
-    return 'kept', dict(id=e.id, speaker=e.speaker, text=text, phonemes=phonemes, n_frames=codes.shape[1], durations=None,
-                        audio=str(e.audio), tokens=tok.name), encoded
+    return (
+        'kept',
+        dict(
+            id=e.id,
+            speaker=e.speaker,
+            text=text,
+            phonemes=phonemes,
+            n_frames=codes.shape[1],
+            durations=None,
+            audio=str(e.audio),
+            tokens=tok.name,
+        ),
+        encoded,
+    )
 
-def prepare(data: str, codec: Codec|None = None, min_seconds: float = 0.5, max_seconds: float = 20.0, progress: bool = True,
-            workers: int = 1) -> dict:
+def prepare(
+    data: str,
+    codec: Codec | None = None,
+    min_seconds: float = 0.5,
+    max_seconds: float = 20.0,
+    progress: bool = True,
+    workers: int = 1,
+) -> dict:
     """Check, phonemise and encode every row of a corpus folder into its cache folder (resumable); returns `prepared.json`'s
     record. `workers` > 1 runs that many rows at once in threads (the audio decoding and the codec's torch ops release the
     GIL); the manifest is written in the corpus's order either way."""
@@ -182,18 +240,35 @@ def prepare(data: str, codec: Codec|None = None, min_seconds: float = 0.5, max_s
          open(d/'skipped.jsonl', 'a', encoding='utf-8') as skp:
         for kind, rec, new in tqdm(pool.map(one, todo) if workers > 1 else map(one, todo), total=len(todo),
                                    desc=f'prepare {layout}', disable=not progress):
-            if kind == 'skipped': skipped.append(rec); _append(skp, rec); continue
-            kept.append(rec); _append(man, rec)
+            if kind == 'skipped':
+                skipped.append(rec)
+                _append(skp, rec)
+                continue
+            kept.append(rec)
+            _append(man, rec)
             encoded, reused = encoded + new, reused + (not new)
     if not kept:
         raise ValueError(f'No usable utterance in {data!r} ({layout}, {len(skipped)} rows): skipped for ' +
                          ', '.join(f'{k} ×{n}' for k, n in skip_summary(skipped).items()) + f'; first: {skipped[0]}')
     seconds, wall = sum(r['n_frames'] for r in kept) / FRAME_RATE, time.perf_counter() - t0
-    rec = dict(data=str(data), layout=layout, workers=workers, codec=codec.label, codec_key=codec.key, dir=str(d), utterances=len(kept),
-               skipped=len(skipped), skip_reasons=skip_summary(skipped), speakers=sorted({r['speaker'] for r in kept}),
-               audio_hours=seconds / 3600, encoded=encoded, reused=reused, wall_s=wall,
-               audio_s_per_wall_s=seconds / wall if encoded else None,
-               manifest_mb_per_hour=(d/'manifest.jsonl').stat().st_size / 2**20 / (seconds / 3600))
+    rec = dict(
+        data=str(data),
+        layout=layout,
+        workers=workers,
+        codec=codec.label,
+        codec_key=codec.key,
+        dir=str(d),
+        utterances=len(kept),
+        skipped=len(skipped),
+        skip_reasons=skip_summary(skipped),
+        speakers=sorted({r['speaker'] for r in kept}),
+        audio_hours=seconds / 3600,
+        encoded=encoded,
+        reused=reused,
+        wall_s=wall,
+        audio_s_per_wall_s=seconds / wall if encoded else None,
+        manifest_mb_per_hour=(d / 'manifest.jsonl').stat().st_size / 2**20 / (seconds / 3600),
+    )
     write_json(d/'prepared.json', rec)
     return rec
 
@@ -212,7 +287,7 @@ def load_folder(data: str, codec: Codec|None = None, min_seconds: float = 0.5, m
 def prepare_cli(data: str,                  # corpus folder, or layout:folder (ljspeech, mailabs, commonvoice, mls)
                 min_seconds: float = 0.5,   # shorter utterances are skipped
                 max_seconds: float = 20.0,  # longer utterances are skipped
-                workers: int = 1):          # rows prepared at once (threads)
+                workers: int = 1):  # rows prepared at once (threads)
     "`mambatts prepare <data>`: check, phonemise and encode a corpus once (resumable); print where it went and what was skipped."
     rec = prepare(data, min_seconds=min_seconds, max_seconds=max_seconds, workers=workers)
     print(json.dumps(rec, indent=1, ensure_ascii=False))
@@ -230,27 +305,43 @@ def write_test_corpus(root, layout: str, sentences: list, bad: bool = True) -> P
         return np.stack([a, a], 1) if stereo else a
     fmt = dict(ljspeech=('wav', 22050), mailabs=('wav', 16000), commonvoice=('mp3', 48000), mls=('flac', 16000))[layout]
     rows = [(f'u{i:03d}', ('anna', 'jan')[i % 2], t) for i, t in enumerate(sentences)]
-    if bad: rows += [('bad_missing', 'anna', 'Tego pliku nie ma.'), ('bad_empty_text', 'jan', ''),
-                     ('bad_silence', 'anna', 'Cisza.'), ('bad_garbage', 'jan', 'Zepsuty plik.'), ('bad_short', 'anna', 'Krótko.')]
+    if bad:
+        rows += [
+            ('bad_missing', 'anna', 'Tego pliku nie ma.'),
+            ('bad_empty_text', 'jan', ''),
+            ('bad_silence', 'anna', 'Cisza.'),
+            ('bad_garbage', 'jan', 'Zepsuty plik.'),
+            ('bad_short', 'anna', 'Krótko.'),
+        ]
     def path_of(uid, speaker):
         ext = 'opus' if layout == 'mls' and uid.endswith('1') else fmt[0]
-        return dict(ljspeech=root/'wavs'/f'{uid}.wav', mailabs=root/'pl_PL'/'by_book'/'female'/speaker/'book1'/'wavs'/f'{uid}.wav',
-                    commonvoice=root/'clips'/f'{uid}.mp3', mls=root/'train'/'audio'/speaker/'1'/f'{speaker}_1_{uid}.{ext}')[layout]
+        return dict(
+            ljspeech=root / 'wavs' / f'{uid}.wav',
+            mailabs=root / 'pl_PL' / 'by_book' / 'female' / speaker / 'book1' / 'wavs' / f'{uid}.wav',
+            commonvoice=root / 'clips' / f'{uid}.mp3',
+            mls=root / 'train' / 'audio' / speaker / '1' / f'{speaker}_1_{uid}.{ext}',
+        )[layout]
     for uid, speaker, text in rows:
-        p = path_of(uid, speaker); p.parent.mkdir(parents=True, exist_ok=True)
+        p = path_of(uid, speaker)
+        p.parent.mkdir(parents=True, exist_ok=True)
         if uid == 'bad_missing': continue
-        if uid == 'bad_garbage': p.write_bytes(b'not audio at all' * 10); continue
+        if uid == 'bad_garbage':
+            p.write_bytes(b'not audio at all' * 10)
+            continue
         sr = 48000 if p.suffix == '.opus' else fmt[1]
         a = np.zeros(sr, dtype=np.float32) if uid == 'bad_silence' else audio(text or 'pusty', sr, stereo=uid == 'u002')
         if uid == 'bad_short': a = a[:sr // 10]
         sf.write(p, a, sr, **({'format': 'OGG', 'subtype': 'OPUS'} if p.suffix == '.opus' else {}))
     if layout in ('ljspeech', 'mailabs'):
         by = {}
-        for uid, speaker, text in rows: by.setdefault(path_of(uid, speaker).parent.parent/'metadata.csv', []).append(f'{uid}|{text}|{text}')
+        for uid, speaker, text in rows:
+            by.setdefault(path_of(uid, speaker).parent.parent / 'metadata.csv', []).append(f'{uid}|{text}|{text}')
         for meta, lines in by.items(): meta.write_text('\n'.join(lines) + '\n', encoding='utf-8')
     elif layout == 'commonvoice':
         (root/'validated.tsv').write_text('client_id\tpath\tsentence\tup_votes\n' + ''.join(
             f'{speaker}\t{uid}.mp3\t{text}\t2\n' for uid, speaker, text in rows), encoding='utf-8')
     else:
-        (root/'train'/'transcripts.txt').write_text(''.join(f'{speaker}_1_{uid}\t{text}\n' for uid, speaker, text in rows), encoding='utf-8')
+        (root / 'train' / 'transcripts.txt').write_text(
+            ''.join(f'{speaker}_1_{uid}\t{text}\n' for uid, speaker, text in rows), encoding='utf-8'
+        )
     return root

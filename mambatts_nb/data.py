@@ -27,7 +27,8 @@ TEST_PROMPTS = ('lud aczoli, dwa miliony dusz, nie licząc mieszkańców',
                 'ratunkiem i więzieniem. Żołnierze zapowiedzieli',
                 'zaklęcia, które miały te wioski wskrzesić')
 
-CORPUS_SPEAKERS = {'pl@175': ('pl', 175), 'pl+f2@150': ('pl+f2', 150), 'pl+m1@220': ('pl+m1', 220)}   # name: (voice, rate)
+# name: (voice, rate)
+CORPUS_SPEAKERS = {'pl@175': ('pl', 175), 'pl+f2@150': ('pl+f2', 150), 'pl+m1@220': ('pl+m1', 220)}
 
 def corpus_sentences() -> list:
     "The embedded Polish sentences."
@@ -58,11 +59,14 @@ class Utterance:
     phonemes: list
     codes: torch.Tensor
     durations: torch.Tensor|None = None
-    speaker: str = ''                                   # the corpus's speaker id ('' for the embedded single-voice corpus)
+    # the corpus's speaker id ('' for the embedded single-voice corpus)
+    speaker: str = ''
     @property
     def n_frames(self): return self.codes.shape[1]
 
-def synth_utterance(text: str, codec: Codec, uid: str = '', voice: str = 'pl', rate: int|None = None, speaker: str = '') -> Utterance:
+def synth_utterance(
+    text: str, codec: Codec, uid: str = '', voice: str = 'pl', rate: int | None = None, speaker: str = ''
+) -> Utterance:
     "Speak `text` with espeak-ng's `voice` at `rate`, encode it, and derive exact frame durations (cached by text, voice and codec)."
     key = (CACHE_VERSION, codec.key, text) + (() if (voice, rate) == ('pl', None) else (voice, rate))
     path = cache_dir()/'tokens'/f'{_sha(*key)}.pt'
@@ -71,7 +75,14 @@ def synth_utterance(text: str, codec: Codec, uid: str = '', voice: str = 'pl', r
         except Exception: path.unlink()                     # a corrupt cache entry is rebuilt
     sp = speak(text, voice, rate)
     codes = codec.encode(to_24k(sp.audio, sp.sample_rate))
-    u = Utterance(uid or _sha(text), sp.text, sp.phonemes, codes, frame_durations(sp.starts, len(sp.audio), codes.shape[1]), speaker)
+    u = Utterance(
+        uid or _sha(text),
+        sp.text,
+        sp.phonemes,
+        codes,
+        frame_durations(sp.starts, len(sp.audio), codes.shape[1]),
+        speaker,
+    )
     atomic_save(vars(u), path)
     return u
 
@@ -82,8 +93,12 @@ def split(utts, heldout: int, seed: int = 0):
     train, held = [utts[i] for i in order[heldout:]], [utts[i] for i in order[:heldout]]
     speaker = lambda u: getattr(u, 'speaker', '')
     seen = set(map(speaker, train))
-    for u in list(held):                               # a speaker held out entirely: one of theirs goes back to training
-        if speaker(u) not in seen: held.remove(u); train.append(u); seen.add(speaker(u))
+    # a speaker held out entirely: one of theirs goes back to training
+    for u in list(held):
+        if speaker(u) not in seen:
+            held.remove(u)
+            train.append(u)
+            seen.add(speaker(u))
     return train, held
 
 def calibration_sentences() -> list:
@@ -91,7 +106,10 @@ def calibration_sentences() -> list:
     return split(corpus_sentences(), TrainConfig.heldout)[0]
 
 def _calibration_audio() -> list:
-    return [to_24k(s.audio, s.sample_rate) for s in map(speak, tqdm(calibration_sentences(), desc='codec calibration audio'))]
+    return [
+        to_24k(s.audio, s.sample_rate)
+        for s in map(speak, tqdm(calibration_sentences(), desc='codec calibration audio'))
+    ]
 
 def _calibration_key() -> str: return _sha(CACHE_VERSION, *calibration_sentences())
 
@@ -101,7 +119,8 @@ def default_codec(mode: str|None = None):
     return load_codec(mode, calibration=_calibration_audio, calibration_key=_calibration_key())
 
 @call_parse
-def calibrate_cli(out: str = None):   # where to write (default: the file the package ships, mambatts_nb/spectral_codec.safetensors)
+# where to write (default: the file the package ships, mambatts_nb/spectral_codec.safetensors)
+def calibrate_cli(out: str = None):
     "Refit the spectral codec on the embedded corpus's calibration sentences and write it (what the package ships)."
     key = state_key('spectral', _calibration_key())
     path = write_spectral(calibrate_spectral(_calibration_audio()), key, out or files('mambatts_nb')/SHIPPED_SPECTRAL)
@@ -129,7 +148,8 @@ def corpus_vocab() -> Vocab:
     path = cache_dir()/f'phonemes-{_sha(CACHE_VERSION, *sents)}.json'
     if path.exists(): return Vocab(json.loads(path.read_text()))
     v = Vocab.build(phonemize(s) for s in sents)
-    path.parent.mkdir(parents=True, exist_ok=True); path.write_text(json.dumps(v.itos, ensure_ascii=False))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(v.itos, ensure_ascii=False))
     return v
 
 def data_vocab(phoneme_lists) -> Vocab:
@@ -141,8 +161,10 @@ def require_durations(utts, source: str):
     "Raise a `ValueError` when any utterance lacks phoneme durations."
     missing = [u.id for u in utts if u.durations is None]
     if missing:
-        raise ValueError(f'{source}: {len(missing)} utterance(s) have no phoneme durations (e.g. {missing[0]!r}); '
-                         'learn them with `mambatts align <folder>` (align.align_folder), or use data="fragment" or "corpus".')
+        raise ValueError(
+            f'{source}: {len(missing)} utterance(s) have no phoneme durations (e.g. {missing[0]!r}); '
+            'learn them with `mambatts align <folder>` (align.align_folder), or use data="fragment" or "corpus".'
+        )
 
 # %% ../nbs/04_data.ipynb #88f89796
 @dataclass
@@ -172,7 +194,8 @@ def collate(utts, vocab: Vocab, speakers: list|None = None) -> Batch:
     for i, u in enumerate(utts):
         ph[i, :len(u.phonemes)] = torch.tensor(vocab.encode(u.phonemes))
         dur[i, :len(u.phonemes)] = u.durations
-        codes[i, :, :u.n_frames] = u.codes; fmask[i, :u.n_frames] = True
+        codes[i, :, :u.n_frames] = u.codes
+        fmask[i, :u.n_frames] = True
     return Batch(ph, ph != 0, dur, codes, fmask, speaker_ids(utts, speakers))
 
 def run_speakers(utts) -> list|None:

@@ -26,7 +26,9 @@ def dist_env() -> tuple:
 def dist_start(device: torch.device) -> torch.device:
     "Under torchrun, join the process group (NCCL on CUDA, gloo on the CPU) and return this rank's device."
     if dist_env()[1] == 1: return device
-    if device.type == 'cuda': device = torch.device('cuda', int(os.environ.get('LOCAL_RANK', 0))); torch.cuda.set_device(device)
+    if device.type == 'cuda':
+        device = torch.device('cuda', int(os.environ.get('LOCAL_RANK', 0)))
+        torch.cuda.set_device(device)
     if not dist.is_initialized(): dist.init_process_group('nccl' if device.type == 'cuda' else 'gloo')
     return device
 

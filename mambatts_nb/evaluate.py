@@ -32,25 +32,38 @@ def evaluate(model, utts, vocab, device, batch_size=8, teacher: bool = False) ->
         b = collate(utts[i:i+batch_size], vocab, model.cfg.speakers).to(device)
         logits, log_dur, _ = forward_batch(model, b, teacher)
         m = b.frame_mask
-        valid, codes = logits.transpose(1, 2)[m].float(), b.codes.transpose(1, 2)[m]          # (frames, 8, V), (frames, 8)
+        # (frames, 8, V), (frames, 8)
+        valid, codes = logits.transpose(1, 2)[m].float(), b.codes.transpose(1, 2)[m]
         right = valid.argmax(-1) == codes
         hits += right.sum(0).cpu()
         if model.cfg.speakers:
-            row = torch.arange(m.shape[0], device=m.device)[:, None].expand_as(m)[m]            # the batch row of each frame
+            # the batch row of each frame
+            row = torch.arange(m.shape[0], device=m.device)[:, None].expand_as(m)[m]
             for r, u in enumerate(utts[i:i+batch_size]):
-                h = by_speaker.setdefault(u.speaker, [0, 0]); h[0] += int(right[row == r].sum()); h[1] += int((row == r).sum()) * N_CODEBOOKS
+                h = by_speaker.setdefault(u.speaker, [0, 0])
+                h[0] += int(right[row == r].sum())
+                h[1] += int((row == r).sum()) * N_CODEBOOKS
         ce += F.cross_entropy(valid.transpose(1, 2), codes, reduction='none').sum(0).cpu()
         n += int(m.sum())
         pm = b.phoneme_mask.sum().item()
-        dhits += duration_accuracy(log_dur, b.durations, b.phoneme_mask) * pm; dn += pm
+        dhits += duration_accuracy(log_dur, b.durations, b.phoneme_mask) * pm
+        dn += pm
     model.train()
-    return dict(heldout_acc=(hits.sum() / (n * N_CODEBOOKS)).item(), heldout_acc_cb=(hits / n).tolist(),
-                heldout_ce=(ce / n).mean().item(), heldout_ce_cb=(ce / n).tolist(), heldout_dur_acc=dhits / dn,
-                **({'heldout_acc_by_speaker': {k: h / t for k, (h, t) in sorted(by_speaker.items())}} if by_speaker else {}))
+    return dict(
+        heldout_acc=(hits.sum() / (n * N_CODEBOOKS)).item(),
+        heldout_acc_cb=(hits / n).tolist(),
+        heldout_ce=(ce / n).mean().item(),
+        heldout_ce_cb=(ce / n).tolist(),
+        heldout_dur_acc=dhits / dn,
+        **({'heldout_acc_by_speaker': {k: h / t for k, (h, t) in sorted(by_speaker.items())}} if by_speaker else {}),
+    )
 
 def teacher_forced(ev: dict) -> dict:
     "`evaluate(…, teacher=True)`'s token measures renamed heldout_teacher_*, to sit beside the free-running ones."
-    return {k.replace('heldout', 'heldout_teacher'): ev[k] for k in ('heldout_acc', 'heldout_acc_cb', 'heldout_ce', 'heldout_ce_cb')}
+    return {
+        k.replace('heldout', 'heldout_teacher'): ev[k]
+        for k in ('heldout_acc', 'heldout_acc_cb', 'heldout_ce', 'heldout_ce_cb')
+    }
 
 # %% ../nbs/08c_evaluate.ipynb #16bf61af
 def evaluate_run(run_dir, teacher: bool = False, device='cpu', save: bool = False) -> dict:
@@ -63,7 +76,9 @@ def evaluate_run(run_dir, teacher: bool = False, device='cpu', save: bool = Fals
     model, vocab, config = load_run(run_dir, device)
     _, held, _, _ = run_data(config)
     if not held:
-        raise ValueError(f"{str(run_dir)!r} was trained on {config['train']['data']!r}, which has no held-out utterances")
+        raise ValueError(
+            f"{str(run_dir)!r} was trained on {config['train']['data']!r}, which has no held-out utterances"
+        )
     ev = evaluate(model, held, vocab, torch.device(device), teacher=teacher)
     if not teacher: return ev
     ev = teacher_forced(ev)
@@ -75,10 +90,13 @@ def evaluate_run(run_dir, teacher: bool = False, device='cpu', save: bool = Fals
     return ev
 
 @call_parse
-def evaluate_cli(run_dir: str,           # a finished run directory trained with held-out data (corpus protocols, folders)
-                 teacher: bool = False,  # hierarchical heads read the true lower codebooks (else their own, as at inference)
+# a finished run directory trained with held-out data (corpus protocols, folders)
+def evaluate_cli(run_dir: str,
+                 # hierarchical heads read the true lower codebooks (else their own, as at inference)
+                 teacher: bool = False,
                  device: str = 'cpu',    # cpu or cuda
-                 save: bool = False):    # with --teacher: add those measures to the run's summary.json (older runs lack them)
+                 # with --teacher: add those measures to the run's summary.json (older runs lack them)
+                 save: bool = False):
     "Print a finished run's held-out measures as JSON, recomputed from its model.safetensors."
     print(json.dumps(evaluate_run(run_dir, teacher, device, save), indent=1))
 
@@ -94,7 +112,8 @@ def heldout_audio(model, held, train, vocab, codec, device, n: int = 4) -> dict:
     model.eval()
     d = dict(generated=[], majority=[], mcd_db=[], log_f0_rmse_cents=[], vuv_error=[])
     for u in held[:n]:
-        codes = forward_batch(model, collate([u], vocab, model.cfg.speakers).to(device))[0][0].argmax(-1).cpu()      # (8, t)
+        # (8, t)
+        codes = forward_batch(model, collate([u], vocab, model.cfg.speakers).to(device))[0][0].argmax(-1).cpu()
         truth, gen = codec.decode(u.codes), codec.decode(codes)
         d['generated'].append(log_mel_distance(gen, truth))
         d['majority'].append(log_mel_distance(codec.decode(majority[:, None].expand_as(u.codes)), truth))

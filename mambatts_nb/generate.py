@@ -35,20 +35,26 @@ def synthesise(model, vocab, texts, ref: Utterance, speed: float = 1.0, speaker:
     for text in ([texts] if isinstance(texts, str) else texts):
         ph = phonemize(text)
         ids = torch.tensor([vocab.encode(ph, strict=True)], device=dev)
-        codes, dur, fm = model.generate(ids, ids != 0, ref.codes[None].to(dev), torch.ones(1, ref.n_frames, dtype=torch.bool, device=dev), speed, sp)
+        codes, dur, fm = model.generate(
+            ids, ids != 0, ref.codes[None].to(dev), torch.ones(1, ref.n_frames, dtype=torch.bool, device=dev), speed, sp
+        )
         out.append(dict(text=text, phonemes=ph, durations=dur[0].cpu(), codes=codes[0, :, :int(fm.sum())].cpu(),
                         speaker=None if sp is None else model.cfg.speakers[int(sp)]))
     return out
 
-def write_samples(run_dir, model, vocab, codec, ref: Utterance, texts=TEST_PROMPTS, speed: float = 1.0, speaker: str|None = None) -> list:
+def write_samples(
+    run_dir, model, vocab, codec, ref: Utterance, texts=TEST_PROMPTS, speed: float = 1.0, speaker: str | None = None
+) -> list:
     "Write samples/*.wav (reference decoded, reference text generated, each prompt; in `speaker`'s voice) and samples.json with measures."
-    d = Path(run_dir)/'samples'; d.mkdir(parents=True, exist_ok=True)
+    d = Path(run_dir)/'samples'
+    d.mkdir(parents=True, exist_ok=True)
     items = [('reference_codec', ref.text, ref.codes, None)]
     gen = synthesise(model, vocab, [ref.text, *texts], ref, speed, speaker)
     items += [('reference_generated', g['text'], g['codes'], g) for g in gen[:1]]
     items += [(f'prompt_{i+1}', g['text'], g['codes'], g) for i, g in enumerate(gen[1:])]
     records, decoded = [], {}
-    def decode(codes):   # once per distinct codes: decoding is deterministic, and a memorised reference repeats its codes
+    # once per distinct codes: decoding is deterministic, and a memorised reference repeats its codes
+    def decode(codes):
         key = (tuple(codes.shape), codes.numpy().tobytes())
         if key not in decoded: decoded[key] = codec.decode(codes).clamp(-1, 1)
         return decoded[key]
@@ -66,7 +72,9 @@ def write_samples(run_dir, model, vocab, codec, ref: Utterance, texts=TEST_PROMP
 
 # %% ../nbs/10_generate.ipynb #05cfa931
 @torch.no_grad()
-def stream_audio(model, vocab, codec, text: str, ref: Utterance, speed: float = 1.0, chunk: int = 50, speaker: str|None = None):
+def stream_audio(
+    model, vocab, codec, text: str, ref: Utterance, speed: float = 1.0, chunk: int = 50, speaker: str | None = None
+):
     "Yield (codes (8, t), audio (t·320,)) chunk by chunk for `text` (voice as in `synthesise`)."
     dev = next(model.parameters()).device
     ids = torch.tensor([vocab.encode(phonemize(text), strict=True)], device=dev)
@@ -101,20 +109,34 @@ def speaker_f0(run_dir, n: int = 8) -> list:
         gen = [codec.decode(g['codes']) for g in synthesise(model, vocab, texts, ref, speaker=name)]
         own = [codec.decode(u.codes) for u in [u for u in held if u.speaker == name][:n]]
         (f_gen, v_gen), (f_true, v_true) = _median_f0(gen), _median_f0(own)
-        rows.append(dict(speaker=name, generated_f0_hz=f_gen, generated_voiced=v_gen, true_f0_hz=f_true, true_voiced=v_true,
-                         n_generated=len(gen), n_true=len(own)))
+        rows.append(
+            dict(
+                speaker=name,
+                generated_f0_hz=f_gen,
+                generated_voiced=v_gen,
+                true_f0_hz=f_true,
+                true_voiced=v_true,
+                n_generated=len(gen),
+                n_true=len(own),
+            )
+        )
     return rows
 
 # %% ../nbs/10_generate.ipynb #5fd02caf
-def synthesise_to_wav(run, text: str, out=None, speed: float = 1.0, chunk: int = 0, ref: int = 0, speaker: str|None = None):
+def synthesise_to_wav(
+    run, text: str, out=None, speed: float = 1.0, chunk: int = 0, ref: int = 0, speaker: str | None = None
+):
     """Speak `text` with the run in `run` (style of corpus utterance `ref`, voice of `speaker` for a multi-speaker run;
     streamed when `chunk` > 0) into a 24 kHz WAV. Returns the path and the codec."""
     model, vocab, config = load_run(run)
     codec, reference = default_codec(), load_corpus([ref], progress=False)[0]
-    if config['codec_key'] != codec.key: print(f"warning: run trained with codec {config['codec_key']}, decoding with {codec.key}")
-    if chunk: audio = torch.cat([a for _, a in stream_audio(model, vocab, codec, text, reference, speed, chunk, speaker)])
+    if config['codec_key'] != codec.key:
+        print(f"warning: run trained with codec {config['codec_key']}, decoding with {codec.key}")
+    if chunk:
+        audio = torch.cat([a for _, a in stream_audio(model, vocab, codec, text, reference, speed, chunk, speaker)])
     else: audio = codec.decode(synthesise(model, vocab, text, reference, speed, speaker)[0]['codes'])
-    out = Path(out or Path(run)/'samples'/'generated.wav'); out.parent.mkdir(parents=True, exist_ok=True)
+    out = Path(out or Path(run)/'samples'/'generated.wav')
+    out.parent.mkdir(parents=True, exist_ok=True)
     sf.write(out, audio.clamp(-1, 1).numpy(), SAMPLE_RATE)
     return out, codec
 

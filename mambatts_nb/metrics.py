@@ -47,7 +47,8 @@ class Milestones:
     def update(self, step: int, wall_s: float, acc: float, dur_acc: float):
         for kind, value in (('accuracy', acc), ('duration', dur_acc)):
             for t, hit in self.data[kind].items():
-                if hit is None and value * 100 >= float(t): self.data[kind][t] = {'step': step, 'wall_s': round(wall_s, 3)}
+                if hit is None and value * 100 >= float(t):
+                    self.data[kind][t] = {'step': step, 'wall_s': round(wall_s, 3)}
 
     def step_of(self, threshold, kind='accuracy'):
         "The step at which `threshold` was first reached, or None."
@@ -55,7 +56,10 @@ class Milestones:
         return hit and hit['step']
 
     @classmethod
-    def from_dict(cls, d): m = cls(); m.data = d; return m
+    def from_dict(cls, d):
+        m = cls()
+        m.data = d
+        return m
 
 # %% ../nbs/08_metrics.ipynb #59b25a8a
 def code_counts(codes, codebook_size: int = CODEBOOK_SIZE) -> torch.Tensor:
@@ -73,7 +77,12 @@ def code_baselines(train_codes, eval_codes, codebook_size: int = CODEBOOK_SIZE) 
     majority = counts.argmax(1)                                                                # (8,)
     acc = (ev == majority[:, None]).double().mean(1)
     ce = -logp.gather(1, ev).mean(1)
-    return dict(majority_acc=acc.mean().item(), majority_acc_cb=acc.tolist(), unigram_ce=ce.mean().item(), unigram_ce_cb=ce.tolist())
+    return dict(
+        majority_acc=acc.mean().item(),
+        majority_acc_cb=acc.tolist(),
+        unigram_ce=ce.mean().item(),
+        unigram_ce_cb=ce.tolist(),
+    )
 
 # %% ../nbs/08_metrics.ipynb #cabbd50c
 class StepTimer:
@@ -91,7 +100,8 @@ def _storage_bytes(tensors) -> int:
     "Bytes of the distinct storages behind `tensors` (views of one storage counted once)."
     seen = {}
     for t in tensors:
-        if torch.is_tensor(t) and t.device.type == 'cpu': seen[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+        if torch.is_tensor(t) and t.device.type == 'cpu':
+            seen[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
     return sum(seen.values())
 
 def tensor_peak_mb(fn, device, alive=()):
@@ -105,11 +115,15 @@ def tensor_peak_mb(fn, device, alive=()):
     os.environ.setdefault('KINETO_LOG_LEVEL', '5')          # kineto's "no GPU" error line on CPU-only machines
     with warnings.catch_warnings():
         warnings.filterwarnings('ignore', message='.*Profiler clears events')
-        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU], profile_memory=True) as prof: out = fn()
-    events = sorted((e for e in prof.profiler.kineto_results.events() if e.name() == '[memory]'), key=lambda e: e.start_ns())
+        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU], profile_memory=True) as prof:
+            out = fn()
+    events = sorted(
+        (e for e in prof.profiler.kineto_results.events() if e.name() == '[memory]'), key=lambda e: e.start_ns()
+    )
     cur = peak = 0
     for e in events:
-        cur += e.nbytes(); peak = max(peak, cur)
+        cur += e.nbytes()
+        peak = max(peak, cur)
     return out, (_storage_bytes(alive) + peak) / 2**20
 
 def state_tensors(model, opt=None) -> list:
@@ -121,7 +135,9 @@ def state_tensors(model, opt=None) -> list:
 def git_commit(path='.') -> str:
     "The git commit of `path` (with '+dirty' when there are uncommitted changes), or '' outside git."
     try:
-        run = lambda *a: subprocess.run(['git', *a], cwd=path, capture_output=True, text=True, timeout=10).stdout.strip()
+        run = lambda *a: subprocess.run(
+            ['git', *a], cwd=path, capture_output=True, text=True, timeout=10
+        ).stdout.strip()
         c = run('rev-parse', 'HEAD')
         return c + ('+dirty' if c and run('status', '--porcelain', '--untracked-files=no') else '')
     except (OSError, subprocess.SubprocessError): return ''
@@ -132,9 +148,15 @@ def run_record() -> dict:
     for p in ('mambatts-nb', 'torch', 'torchaudio', 'encodec', 'numpy', 'espeakng-loader', 'mamba-ssm'):
         try: pkgs[p] = importlib.metadata.version(p)
         except importlib.metadata.PackageNotFoundError: pkgs[p] = None
-    return dict(python=sys.version.split()[0], platform=platform.platform(), processor=platform.processor(),
-                torch_threads=torch.get_num_threads(), cuda=torch.cuda.get_device_name() if torch.cuda.is_available() else None,
-                git_commit=git_commit(Path(__file__).parent if '__file__' in globals() else '.'), packages=pkgs)
+    return dict(
+        python=sys.version.split()[0],
+        platform=platform.platform(),
+        processor=platform.processor(),
+        torch_threads=torch.get_num_threads(),
+        cuda=torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+        git_commit=git_commit(Path(__file__).parent if '__file__' in globals() else '.'),
+        packages=pkgs,
+    )
 
 # %% ../nbs/08_metrics.ipynb #fce07e52
 def mel_cepstra(wav: torch.Tensor, n: int = 13) -> torch.Tensor:
@@ -144,7 +166,8 @@ def mel_cepstra(wav: torch.Tensor, n: int = 13) -> torch.Tensor:
 def dtw_path(cost) -> list:
     "The monotonic alignment of least total cost through `cost` (n, m): (i, j) pairs from (0, 0) to (n-1, m-1), steps (1,1), (1,0), (0,1)."
     n, m = cost.shape
-    D = np.full((n + 1, m + 1), np.inf); D[0, 0] = 0
+    D = np.full((n + 1, m + 1), np.inf)
+    D[0, 0] = 0
     for i in range(1, n + 1):
         for j in range(1, m + 1): D[i, j] = cost[i - 1, j - 1] + min(D[i - 1, j - 1], D[i - 1, j], D[i, j - 1])
     i, j, path = n, m, []
@@ -177,7 +200,8 @@ def f0_yin(wav, sample_rate=24000, hop=320, fmin=60.0, fmax=500.0, threshold=0.3
         if not below.size: continue
         t = t_min + below[0]
         while t + 1 < t_max and cm[i, t + 1] < cm[i, t]: t += 1
-        if 0 < t < t_max - 1:                                                                      # parabolic refinement
+        # parabolic refinement
+        if 0 < t < t_max - 1:
             l, c, r = cm[i, t - 1], cm[i, t], cm[i, t + 1]
             den = l - 2 * c + r
             t = t + (0.5 * (l - r) / den if den > 0 else 0.0)
@@ -196,9 +220,13 @@ def audio_measures(generated: torch.Tensor, reference: torch.Tensor) -> dict:
     cost = torch.cdist(c1.T.double(), c2.T.double()).numpy()
     path = dtw_path(cost)
     mcd = (10 / math.log(10)) * math.sqrt(2) * float(np.mean([cost[i, j] for i, j in path]))
-    f1, f2 = f0_yin(generated.float().numpy()), f0_yin(reference.float().numpy())            # same frame grid as the cepstra
+    # same frame grid as the cepstra
+    f1, f2 = f0_yin(generated.float().numpy()), f0_yin(reference.float().numpy())
     pairs = [(f1[i], f2[j]) for i, j in path if i < len(f1) and j < len(f2)]
     both = [(a, b) for a, b in pairs if a > 0 and b > 0]
-    return dict(log_mel_l1=log_mel_distance(generated[:n], reference[:n]), mcd_db=mcd,
-                log_f0_rmse_cents=float(np.sqrt(np.mean([(1200 * np.log2(a / b)) ** 2 for a, b in both]))) if both else None,
-                vuv_error=float(np.mean([(a > 0) != (b > 0) for a, b in pairs])))
+    return dict(
+        log_mel_l1=log_mel_distance(generated[:n], reference[:n]),
+        mcd_db=mcd,
+        log_f0_rmse_cents=float(np.sqrt(np.mean([(1200 * np.log2(a / b)) ** 2 for a, b in both]))) if both else None,
+        vuv_error=float(np.mean([(a > 0) != (b > 0) for a, b in pairs])),
+    )

@@ -37,10 +37,12 @@ class Stack(nn.Module):
 
     def chunk(self, x, states=None):
         "One chunk x (b, t, d) of an unpadded sequence through causal blocks, carrying `states` → y, states."
-        if self.positions: raise ValueError('The transformer backbone attends to the whole sequence and is not streamable')
+        if self.positions:
+            raise ValueError('The transformer backbone attends to the whole sequence and is not streamable')
         new = []
         for b, s in zip(self.blocks, states or [None] * len(self.blocks)):
-            x, s = b(x, None, s); new.append(s)
+            x, s = b(x, None, s)
+            new.append(s)
         return self.norm(x), new
 
 # %% ../nbs/07_model.ipynb #90485b7f
@@ -96,7 +98,10 @@ class StyleExtractor(nn.Module):
 
 class AudioProcessor(nn.Module):
     "Frames (b, t, d) + style (b, d) → hidden frames (b, t, d)."
-    def __init__(self, cfg): super().__init__(); self.stack = Stack(cfg, cfg.audio_layers, 'audio')
+
+    def __init__(self, cfg):
+        super().__init__()
+        self.stack = Stack(cfg, cfg.audio_layers, 'audio')
     def forward(self, frames, style, mask): return self.stack(frames + style[:, None], mask)
 
 # %% ../nbs/07_model.ipynb #2cb35f2a
@@ -104,7 +109,8 @@ class TTSModel(nn.Module):
     "Phonemes + durations + reference codes → logits (b, 8, t, 1024) and log-durations (b, p)."
     def __init__(self, cfg: ModelConfig):
         super().__init__()
-        if cfg.vocab_size < 3: raise ValueError(f'vocab_size must be set from the phoneme vocabulary, got {cfg.vocab_size}')
+        if cfg.vocab_size < 3:
+            raise ValueError(f'vocab_size must be set from the phoneme vocabulary, got {cfg.vocab_size}')
         self.cfg = cfg
         self.text, self.duration = TextEncoder(cfg), DurationRegulator(cfg)
         self.style, self.audio = StyleExtractor(cfg), AudioProcessor(cfg)
@@ -117,7 +123,8 @@ class TTSModel(nn.Module):
         "Phoneme encodings (b, p, d), plus each row's speaker embedding when the model has speakers (`speakers` (b,) ids)."
         h = self.text(phonemes, phoneme_mask)
         if self.speaker is None: return h
-        if speakers is None: raise ValueError(f'this model has {self.cfg.n_speakers} speakers: pass speakers, (b,) speaker ids')
+        if speakers is None:
+            raise ValueError(f'this model has {self.cfg.n_speakers} speakers: pass speakers, (b,) speaker ids')
         return h + self.speaker(speakers)[:, None]
 
     def speaker_id(self, name: str|None) -> torch.Tensor|None:
@@ -127,7 +134,8 @@ class TTSModel(nn.Module):
             if name: raise ValueError(f'this model was trained on one speaker; it cannot speak as {name!r}')
             return None
         if name is None: return torch.tensor([0])
-        if name not in names: raise ValueError(f'speaker {name!r} is not one of this model\'s speakers: {", ".join(names)}')
+        if name not in names:
+            raise ValueError(f'speaker {name!r} is not one of this model\'s speakers: {", ".join(names)}')
         return torch.tensor([names.index(name)])
 
     def head_logits(self, x, codes=None):
@@ -165,7 +173,10 @@ class TTSModel(nn.Module):
     def generate_stream(self, phonemes, ref_codes, speed: float = 1.0, chunk: int = 50, speakers=None):
         """Streaming synthesis of one unpadded utterance: yields codes (1, 8, ≤chunk) chunk by chunk, the audio
         processor carrying its SSM and conv states; the chunks join to exactly `generate`'s codes."""
-        pm, rm = torch.ones_like(phonemes, dtype=torch.bool), torch.ones(ref_codes.shape[0], ref_codes.shape[-1], dtype=torch.bool, device=ref_codes.device)
+        pm, rm = (
+            torch.ones_like(phonemes, dtype=torch.bool),
+            torch.ones(ref_codes.shape[0], ref_codes.shape[-1], dtype=torch.bool, device=ref_codes.device),
+        )
         h = self.encode_text(phonemes, pm, speakers)
         frames, _ = self.duration.regulate(h, self.duration.frames(self.duration(h, pm), pm, speed))
         x, states = frames + self.style(ref_codes, rm)[:, None], None
@@ -186,7 +197,10 @@ def loss_fn(logits, log_dur, batch, dur_weight: float = 1.0):
     m = batch.frame_mask
     target = batch.codes.transpose(1, 2).masked_fill(~m[..., None], -100)     # (b, t, 8); -100 = ignored
     lg = logits.transpose(1, 2)
-    tok = F.cross_entropy(lg.reshape(-1, lg.shape[-1]).float(), target.reshape(-1), ignore_index=-100, reduction='sum') / m.sum()
+    tok = (
+        F.cross_entropy(lg.reshape(-1, lg.shape[-1]).float(), target.reshape(-1), ignore_index=-100, reduction='sum')
+        / m.sum()
+    )
     pm = batch.phoneme_mask
     dur = F.mse_loss(log_dur[pm].float(), torch.log1p(batch.durations[pm].float()))
     return tok + dur_weight * dur, tok, dur
@@ -194,7 +208,9 @@ def loss_fn(logits, log_dur, batch, dur_weight: float = 1.0):
 def forward_batch(model, b, teacher: bool = False):
     """The model on batch `b` with its true durations, its own codes as style reference. Hierarchical heads read the true
     lower codebooks when `teacher` (the training loss), else their own predictions, as at inference (every evaluation)."""
-    return model(b.phonemes, b.phoneme_mask, b.durations, b.codes, b.frame_mask, b.speakers, codes=b.codes if teacher else None)
+    return model(
+        b.phonemes, b.phoneme_mask, b.durations, b.codes, b.frame_mask, b.speakers, codes=b.codes if teacher else None
+    )
 
 # %% ../nbs/07_model.ipynb #94b98cd4
 def param_table(presets=None, vocab_size: int = 58) -> list:
@@ -203,7 +219,9 @@ def param_table(presets=None, vocab_size: int = 58) -> list:
     for p in presets or [p for p in PRESETS if not p.startswith('L') or p in STUDY_PARAMS]:
         with torch.device('meta'): split = TTSModel(model_config(p, vocab_size=vocab_size)).param_split()
         study = STUDY_PARAMS.get(p)
-        rows.append(dict(preset=p, arch=model_config(p).arch, **split, study=study, diff=study and split['total'] / study - 1))
+        rows.append(
+            dict(preset=p, arch=model_config(p).arch, **split, study=study, diff=study and split['total'] / study - 1)
+        )
     return rows
 
 def print_param_table(presets=None, vocab_size: int = 58):

@@ -20,7 +20,8 @@ PHASES = {
     '2': ['phase2-pure', *(f'phase2-hybrid-{k}' for k in KERNEL_PAIRS)],
     '3': [f'L{L}_H{H}_E{E}' for L, H, E in GRID],
     '4': [f'phase4-E{e}' for e in EMBED_WIDTHS],
-    'tiny': ['tiny'],                                          # the workbench's default model, e.g. on the corpus protocol
+    # the workbench's default model, e.g. on the corpus protocol
+    'tiny': ['tiny'],
 }
 # Phase 5, beyond the study: four backbones × flat or hierarchical codebook heads × forward or bidirectional text
 # encoder (the Mamba backbones; the transformer's attention already sees both ways), all at the tiny preset's size.
@@ -42,7 +43,8 @@ def _cpu(name: str) -> dict:
     if name == 'tiny': return {}
     if name.startswith('L'):                                   # L{L}_H{H}_E{E}: depth and width scaled down by 4
         L, H, _ = name[1:].split('_')
-        return dict(layers=-(-int(L) // 4), hidden=int(H[1:]) // 4)   # depth rounded up: L4, L6, L12 → 1, 2, 3 stay apart
+        # depth rounded up: L4, L6, L12 → 1, 2, 3 stay apart
+        return dict(layers=-(-int(L) // 4), hidden=int(H[1:]) // 4)
     if name.startswith('phase4-E'): return dict(layers=1, hidden=192, embed_dim=int(name[8:]) // 4)
     return dict(layers=1, hidden=128)
 
@@ -63,14 +65,20 @@ def phase_settings(phase: str, scale: str = 'cpu', steps: int|None = None, data:
                    batch_size: int|None = None, lr: float|None = None) -> dict:
     "Steps, data, batch size and learning rate of a phase: those given, else the phase's defaults, else the scale's."
     d = PHASE_DEFAULTS.get(str(phase), {})
-    return dict(steps=steps or d.get('steps') or (1000 if scale == 'study' else 150), data=data or d.get('data', 'fragment'),
-                batch_size=batch_size or d.get('batch_size', 1), lr=lr or SCALE_LR[scale])
+    return dict(
+        steps=steps or d.get('steps') or (1000 if scale == 'study' else 150),
+        data=data or d.get('data', 'fragment'),
+        batch_size=batch_size or d.get('batch_size', 1),
+        lr=lr or SCALE_LR[scale],
+    )
 
 def phase_runs(phase: str, scale: str = 'cpu', seeds: int = 3, steps: int|None = None, data: str|None = None,
                device: str = 'auto', only: list|None = None, batch_size: int|None = None, lr: float|None = None,
                durations: str = 'exact') -> list:
     "The (run name, group, train.ipynb parameters) of every configuration × seed of `phase`; names by `resolve_run_config`."
-    check_choice('phase', str(phase), list(PHASES)); check_choice('scale', scale, SCALES); check_positive('seeds', seeds)
+    check_choice('phase', str(phase), list(PHASES))
+    check_choice('scale', scale, SCALES)
+    check_positive('seeds', seeds)
     names = PHASES[str(phase)]
     if only:
         bad = [n for n in only if n not in names]
@@ -98,12 +106,27 @@ def run_one(nb, phase_dir, name: str, group: str, params: dict) -> str:
     (run_dir/'failed.json').unlink(missing_ok=True)
     t = time.perf_counter()
     try:
-        pm.execute_notebook(nb, run_dir/'train.ipynb', parameters=dict(params, out_dir=str(Path(phase_dir).parent),
-                            phase=Path(phase_dir).name, run_name=name), cwd=str(Path(nb).parent), progress_bar=False, kernel_name='python3')
+        pm.execute_notebook(
+            nb,
+            run_dir / 'train.ipynb',
+            parameters=dict(params, out_dir=str(Path(phase_dir).parent), phase=Path(phase_dir).name, run_name=name),
+            cwd=str(Path(nb).parent),
+            progress_bar=False,
+            kernel_name='python3',
+        )
         return 'done'
     except Exception as e:
-        write_json(run_dir/'failed.json', dict(run=name, group=group, params=params, error=f'{type(e).__name__}: {e}'[-4000:],
-                                              traceback=traceback.format_exc()[-4000:], seconds=time.perf_counter() - t))
+        write_json(
+            run_dir / 'failed.json',
+            dict(
+                run=name,
+                group=group,
+                params=params,
+                error=f'{type(e).__name__}: {e}'[-4000:],
+                traceback=traceback.format_exc()[-4000:],
+                seconds=time.perf_counter() - t,
+            ),
+        )
         return 'failed'
 
 def _submitit(executor: str, folder, partition, gpus_per_job, time_min, array_parallelism):
@@ -111,8 +134,15 @@ def _submitit(executor: str, folder, partition, gpus_per_job, time_min, array_pa
     import submitit
     if executor == 'slurm':
         ex = submitit.AutoExecutor(folder=folder, cluster='slurm')
-        ex.update_parameters(timeout_min=time_min, slurm_partition=partition, gpus_per_node=gpus_per_job, tasks_per_node=1,
-                             cpus_per_task=8, slurm_array_parallelism=array_parallelism, name='mambatts')
+        ex.update_parameters(
+            timeout_min=time_min,
+            slurm_partition=partition,
+            gpus_per_node=gpus_per_job,
+            tasks_per_node=1,
+            cpus_per_task=8,
+            slurm_array_parallelism=array_parallelism,
+            name='mambatts',
+        )
     else:
         ex = submitit.LocalExecutor(folder=folder)
         ex.update_parameters(timeout_min=time_min)
@@ -128,10 +158,25 @@ def _collect(job, run_dir, name, group, params) -> str:
         return 'failed'
 
 # %% ../nbs/14_phase.ipynb #08c4d402
-def run_phase(phase: str, scale: str = 'cpu', seeds: int = 3, steps: int|None = None, data: str|None = None,
-              device: str = 'auto', only: list|None = None, out_dir=None, progress: bool = True, batch_size: int|None = None,
-              lr: float|None = None, durations: str = 'exact', executor: str = 'local', partition: str|None = None,
-              gpus_per_job: int = 1, time_min: int = 120, array_parallelism: int = 16) -> dict:
+def run_phase(
+    phase: str,
+    scale: str = 'cpu',
+    seeds: int = 3,
+    steps: int | None = None,
+    data: str | None = None,
+    device: str = 'auto',
+    only: list | None = None,
+    out_dir=None,
+    progress: bool = True,
+    batch_size: int | None = None,
+    lr: float | None = None,
+    durations: str = 'exact',
+    executor: str = 'local',
+    partition: str | None = None,
+    gpus_per_job: int = 1,
+    time_min: int = 120,
+    array_parallelism: int = 16,
+) -> dict:
     """Execute train.ipynb for every run of the phase into `<out_dir>/phase<phase>/`, here or as cluster jobs (`executor`);
     returns {run name: 'done' | 'failed' | 'skipped'} once every run has ended."""
     check_choice('executor', executor, EXECUTORS)
@@ -153,6 +198,9 @@ def run_phase(phase: str, scale: str = 'cpu', seeds: int = 3, steps: int|None = 
         write_json(phase_dir/'jobs.json', {r[0]: j.job_id for r, j in zip(todo, jobs)})
         for (name, group, params), job in tqdm(list(zip(todo, jobs)), desc=f'phase {phase} jobs', disable=not progress):
             status[name] = _collect(job, phase_dir/name, name, group, params)
-    status = {name: status[name] for name, _, _ in runs}                   # in the phase's order
-    write_json(phase_dir/'sweep.json', dict(phase=phase, scale=scale, seeds=seeds, **s, durations=durations, executor=executor, status=status))
+    status = {name: status[name] for name, _, _ in runs}  # in the phase's order
+    write_json(
+        phase_dir / 'sweep.json',
+        dict(phase=phase, scale=scale, seeds=seeds, **s, durations=durations, executor=executor, status=status),
+    )
     return status

@@ -17,25 +17,31 @@ __all__ = ['prepare_data', 'run_data']
 def prepare_data(tcfg: TrainConfig, progress: bool = True):
     "Train and held-out utterances, the vocabulary and the codec for `tcfg.data`."
     codec, vocab = default_codec(), corpus_vocab()
-    if tcfg.data == 'corpus-multi':                                             # three espeak voices: exact durations
-        if tcfg.durations == 'learned': raise ValueError("durations='learned' is measured on the one-voice corpus; corpus-multi has exact durations only")
+    if tcfg.data == 'corpus-multi':  # three espeak voices: exact durations
+        if tcfg.durations == 'learned':
+            raise ValueError(
+                "durations='learned' is measured on the one-voice corpus; corpus-multi has exact durations only"
+            )
         utts = load_corpus(None, codec, progress, multi=True)
         return (*split(utts, tcfg.heldout), data_vocab(u.phonemes for u in utts), codec)
     if tcfg.data in DATA_PROTOCOLS:
         utts = load_corpus(None if tcfg.data == 'corpus' else [tcfg.fragment], codec, progress)
-        if tcfg.durations == 'learned':                                          # the aligner's, learned on all 223 sentences
+        # the aligner's, learned on all 223 sentences
+        if tcfg.durations == 'learned':
             learned = learned_corpus_durations(progress=progress)
             utts = [replace(u, durations=learned[u.id]) for u in utts]
         if tcfg.data == 'fragment': return utts, [], vocab, codec
         train, held = split(utts, tcfg.heldout)
         return train, held, vocab, codec
     try:
-        align_folder(tcfg.data, codec, progress=progress)                     # prepared and aligned once (real recordings have no durations)
+        # prepared and aligned once (real recordings have no durations)
+        align_folder(tcfg.data, codec, progress=progress)
         utts, skips = load_folder(tcfg.data, codec, progress=progress)
     except FileNotFoundError as e:
         raise FileNotFoundError(f"data must be one of {', '.join(DATA_PROTOCOLS)} or a corpus folder "
                                 f"([layout:]folder, layouts {', '.join(LAYOUTS)}); {tcfg.data!r} is neither") from e
-    if skips and progress: print(f'{tcfg.data}: {len(utts)} utterances kept, {len(skips)} skipped {skip_summary(skips)}')
+    if skips and progress:
+        print(f'{tcfg.data}: {len(utts)} utterances kept, {len(skips)} skipped {skip_summary(skips)}')
     vocab = data_vocab(u.phonemes for u in utts)
     require_durations(utts, tcfg.data)
     n_held = min(tcfg.heldout, len(utts) // 10)                              # a folder: up to 10% held out
@@ -48,6 +54,8 @@ def run_data(config: dict) -> tuple:
     data = prepare_data(tcfg, progress=False)
     ids = config.get('train_ids') or []
     if [u.id for u in data[0]][:len(ids)] != ids:
-        raise ValueError(f"the training split of {tcfg.data!r} today differs from the one run {config['group']!r} recorded: "
-                         'its held-out data would not be held out')
+        raise ValueError(
+            f"the training split of {tcfg.data!r} today differs from the one run {config['group']!r} recorded: "
+            'its held-out data would not be held out'
+        )
     return data

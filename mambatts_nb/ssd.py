@@ -26,7 +26,8 @@ def ssd_recurrent(x, dt, A, B, C, h0=None):
     h = x.new_zeros(*x.shape[:1], *x.shape[2:], B.shape[-1]) if h0 is None else h0
     ys = []
     for t in range(x.shape[1]):
-        y, h = ssd_step(h, x[:, t], dt[:, t], A, B[:, t], C[:, t]); ys.append(y)
+        y, h = ssd_step(h, x[:, t], dt[:, t], A, B[:, t], C[:, t])
+        ys.append(y)
     return torch.stack(ys, 1), h
 
 # %% ../nbs/05b_ssd.ipynb #db0bb51f

@@ -41,8 +41,10 @@ def _doubling(a, b):
     i = 0
     while k < L:
         a2, b2 = bufs[i]
-        b2[:, :k] = b[:, :k]; torch.addcmul(b[:, k:], a[:, k:], b[:, :-k], out=b2[:, k:])
-        a2[:, :k] = a[:, :k]; torch.mul(a[:, k:], a[:, :-k], out=a2[:, k:])
+        b2[:, :k] = b[:, :k]
+        torch.addcmul(b[:, k:], a[:, k:], b[:, :-k], out=b2[:, k:])
+        a2[:, :k] = a[:, :k]
+        torch.mul(a[:, k:], a[:, :-k], out=a2[:, k:])
         a, b, i, k = a2, b2, 1 - i, 2 * k
     return b, a
 
@@ -77,13 +79,21 @@ if numba is not None:
     @intrinsic
     def _f32_from_bits(typingctx, i):
         "The float32 whose bits are the int32 `i` (a bit cast, which vectorises)."
-        def codegen(context, builder, signature, args): return builder.bitcast(args[0], context.get_value_type(types.float32))
+
+        def codegen(context, builder, signature, args):
+            return builder.bitcast(args[0], context.get_value_type(types.float32))
         return types.float32(types.int32), codegen
 
     _LOG2E, _LN2_HI, _LN2_LO = np.float32(1.44269504088896341), np.float32(0.693359375), np.float32(-2.12194440e-4)
     _P0, _P1, _P2, _P3, _P4, _P5 = (np.float32(c) for c in (1.9875691500e-4, 1.3981999507e-3, 8.3334519073e-3,
                                                            4.1665795894e-2, 1.6666665459e-1, 5.0000001201e-1))
-    _EXP_LO, _HALF, _ONE, _BIAS, _SHIFT = np.float32(-87.3), np.float32(0.5), np.float32(1.0), np.int32(127), np.int32(23)
+    _EXP_LO, _HALF, _ONE, _BIAS, _SHIFT = (
+        np.float32(-87.3),
+        np.float32(0.5),
+        np.float32(1.0),
+        np.int32(127),
+        np.int32(23),
+    )
 
     def _exp(x): return math.exp(x)
 
@@ -91,7 +101,8 @@ if numba is not None:
     def _exp_impl(x):
         "exp inside the kernels: Cephes' expf in plain arithmetic for float32 (vectorises), math.exp for float64."
         if x != types.float32: return lambda x: math.exp(x)
-        def expf(x):          # Cody-Waite reduction by ln 2, degree-6 polynomial, 2^n by bit cast; x ≥ -87.3 (below: 2^-126)
+        # Cody-Waite reduction by ln 2, degree-6 polynomial, 2^n by bit cast; x ≥ -87.3 (below: 2^-126)
+        def expf(x):
             x = max(x, _EXP_LO)
             n = np.floor(x * _LOG2E + _HALF)
             r = x - n * _LN2_HI - n * _LN2_LO
@@ -254,11 +265,15 @@ def resolve_backend(backend: str, device) -> str:
             return 'mamba_ssm' if mamba_ssm_available(device) else 'triton' if triton_available(device) else 'scan'
         return 'fused' if fused_available(device) else 'scan'
     if backend == 'mamba_ssm' and not mamba_ssm_available(device):
-        raise ValueError(f"backend 'mamba_ssm' needs the mamba-ssm package (pip install '.[cuda]') and a CUDA device, got {device}")
+        raise ValueError(
+            f"backend 'mamba_ssm' needs the mamba-ssm package (pip install '.[cuda]') and a CUDA device, got {device}"
+        )
     if backend == 'fused' and not fused_available(device):
         raise ValueError(f"backend 'fused' needs numba and a CPU device, got {device}")
     if backend == 'triton' and not triton_available(device):
-        raise ValueError(f"backend 'triton' needs the triton package and a CUDA device (or TRITON_INTERPRET=1 on the CPU), got {device}")
+        raise ValueError(
+            f"backend 'triton' needs the triton package and a CUDA device (or TRITON_INTERPRET=1 on the CPU), got {device}"
+        )
     return check_choice('backend', backend, BACKENDS)
 
 def scan_triton(u, delta, A, B, C, h0=None):
@@ -276,7 +291,8 @@ def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_sof
     if backend == 'mamba_ssm' and h0 is None:   # the CUDA kernel starts from a zero state
         return _mamba_ssm_scan(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state=True)
     dtype = u.dtype
-    acc = torch.float32 if backend == 'triton' else torch.promote_types(dtype, torch.float32)   # bf16 → fp32; fp64 stays (not in Triton)
+    # bf16 → fp32; fp64 stays (not in Triton)
+    acc = torch.float32 if backend == 'triton' else torch.promote_types(dtype, torch.float32)
     with torch.autocast(u.device.type, enabled=False):
         u, delta, A, B, C = (t.to(acc) for t in (u, delta, A, B, C))
         if delta_bias is not None: delta = delta + delta_bias.to(acc)[:, None]

@@ -16,8 +16,8 @@ from .runs import (write_csv, write_json, read_json, read_summary, write_summary
                               resolve_knobs, knob_parser, KNOB)
 from .data import collate, run_speakers, load_corpus, default_codec
 from .model import TTSModel, loss_fn, forward_batch
-from .metrics import (token_accuracy, duration_accuracy, Milestones, StepTimer, tensor_peak_mb, state_tensors,
-                                 code_baselines, majority_codes, run_record)
+from .metrics import (token_accuracy, duration_accuracy, Milestones, StepTimer, tensor_peak_mb,
+                                 state_tensors, code_baselines, majority_codes, run_record)
 from .ssm import resolve_backend
 from .distributed import resolve_device, dist_env, dist_start, all_sum
 from .protocols import prepare_data
@@ -142,7 +142,8 @@ def _step(s: Session, tcfg: TrainConfig, step: int, timer: StepTimer, amp: bool)
     with timer('fwd'), torch.autocast(s.device.type, torch.bfloat16, enabled=amp):
         logits, log_dur, _ = forward_batch(s.ddp or s.model, b, teacher=True)
         loss, tok, dur = loss_fn(logits, log_dur, b, tcfg.dur_weight)
-        if s.world > 1:   # DDP averages gradients over ranks: weight each rank's means so the average is the global batch's
+        # DDP averages gradients over ranks: weight each rank's means so the average is the global batch's
+        if s.world > 1:
             n, p = b.frame_mask.sum().item(), b.phoneme_mask.sum().item()
             n_all, p_all = all_sum(n, p, device=s.device)
             loss = s.world * (n / n_all * tok + tcfg.dur_weight * p / p_all * dur)
@@ -304,8 +305,15 @@ def train_cli(**knobs) -> Path:
     knobs of `runs.KNOBS`; prints where it went and its summary. `torchrun --nproc_per_node N -m mambatts_nb.train …`
     trains it with N processes (DDP), batch_size each."""
     run, run_dir = resolve_knobs(knobs)
-    s = train(run.model, run.train, run_dir, run.preset, group=run.group, samples=knobs.get('samples', KNOB['samples'].default),
-              speaker=knobs.get('speaker'))
+    s = train(
+        run.model,
+        run.train,
+        run_dir,
+        run.preset,
+        group=run.group,
+        samples=knobs.get('samples', KNOB['samples'].default),
+        speaker=knobs.get('speaker'),
+    )
     if s is None: return run_dir                                 # a torchrun rank other than 0: rank 0 reports
     print(run_dir)
     print({k: s[k] for k in ('steps', 'final_acc', 'heldout_acc', 'step_95', 'ms_per_step', 'tensor_peak_mb', 'codec')})

@@ -20,7 +20,8 @@ __all__ = ['MEL_HOP', 'N_MELS', 'hz_to_mel', 'log_mel_db', 'mel_png', 'find_runs
            'Dashboard', 'dashboard']
 
 # %% ../nbs/12_widgets.ipynb #ee1464a0
-MEL_HOP, N_MELS = MEL['hop_length'], MEL['n_mels']                  # the workbench's one mel setting: 75 frames/s, 100 bands
+# the workbench's one mel setting: 75 frames/s, 100 bands
+MEL_HOP, N_MELS = MEL['hop_length'], MEL['n_mels']
 
 def hz_to_mel(hz):
     "HTK mel scale (torchaudio's `MelSpectrogram` default): 2595·log10(1 + f/700)."
@@ -69,16 +70,23 @@ def codec_note(label) -> W.HTML|None:
     "The codec's warning (`codec_warning`) in red, or None when the label needs none (pretrained EnCodec)."
     text = codec_warning(label)
     if not text: return None
-    return W.HTML(f'<div class="mambatts-codec-warning" style="color:#b00;font-weight:bold">⚠ {html.escape(text)}</div>')
+    return W.HTML(
+        f'<div class="mambatts-codec-warning" style="color:#b00;font-weight:bold">⚠ {html.escape(text)}</div>'
+    )
 
 def sample_row(run: Path, rec: dict) -> W.HBox:
     "Player, mel picture and measures of one sample of samples.json."
     path = run/rec['file']
     wav, _ = sf.read(path, dtype='float32')
-    measures = ', '.join(f'{k} {rec[k]:.3g}' for k in ('duration_error_frames', 'log_mel_l1', 'mcd_db', 'log_f0_rmse_cents', 'vuv_error')
-                         if rec.get(k) is not None)
-    text = W.HTML(f"<b>{rec['name']}</b><br><i>{rec['text']}</i><br>{rec['seconds']:.2f} s {('· ' + measures) if measures else ''}",
-                  layout=W.Layout(width='32%'))
+    measures = ', '.join(
+        f'{k} {rec[k]:.3g}'
+        for k in ('duration_error_frames', 'log_mel_l1', 'mcd_db', 'log_f0_rmse_cents', 'vuv_error')
+        if rec.get(k) is not None
+    )
+    text = W.HTML(
+        f"<b>{rec['name']}</b><br><i>{rec['text']}</i><br>{rec['seconds']:.2f} s {('· ' + measures) if measures else ''}",
+        layout=W.Layout(width='32%'),
+    )
     return W.HBox([text, W.Audio(value=path.read_bytes(), format='wav', autoplay=False),
                    W.Image(value=mel_png(wav), format='png')])
 
@@ -96,12 +104,21 @@ class Dashboard:
     def __init__(self, root='outputs'):
         self.root = Path(root)
         runs = find_runs(self.root)
-        self.picker = W.SelectMultiple(options=[(_label(r, self.root), r) for r in runs], value=runs[:1], rows=min(8, max(2, len(runs))),
-                                       description='runs', layout=W.Layout(width='95%'))
+        self.picker = W.SelectMultiple(
+            options=[(_label(r, self.root), r) for r in runs],
+            value=runs[:1],
+            rows=min(8, max(2, len(runs))),
+            description='runs',
+            layout=W.Layout(width='95%'),
+        )
         self.curves, self.panels, self.synth_out = W.Output(), W.VBox(), W.Output()
         self.refresh_btn, self.live = W.Button(description='Refresh'), W.Checkbox(description='live (every 5 s)')
-        self.text, self.say = W.Text(value='Litwo! Ojczyzno moja!', layout=W.Layout(width='60%')), W.Button(description='Synthesise')
-        self.speaker = W.Dropdown(description='speaker', options=[], layout=W.Layout(width='30%'))   # a multi-speaker run's voices
+        self.text, self.say = (
+            W.Text(value='Litwo! Ojczyzno moja!', layout=W.Layout(width='60%')),
+            W.Button(description='Synthesise'),
+        )
+        # a multi-speaker run's voices
+        self.speaker = W.Dropdown(description='speaker', options=[], layout=W.Layout(width='30%'))
         self.picker.observe(lambda _: self.refresh(), 'value')
         self.refresh_btn.on_click(lambda _: self.refresh())
         self.say.on_click(lambda _: self.synthesise())
@@ -129,11 +146,18 @@ class Dashboard:
         "Speak the text box with the first selected run; play it below, the codec's warning under it."
         self.synth_out.clear_output()
         with self.synth_out:
-            if not self.picker.value: print('select a run first'); return None
+            if not self.picker.value:
+                print('select a run first')
+                return None
             run = self.picker.value[0]
             speaker = self.speaker.value if not self.speaker.disabled else None
-            try: out, codec = synthesise_to_wav(run, self.text.value, Path(run)/'samples'/'dashboard.wav', speaker=speaker)
-            except (ValueError, FileNotFoundError) as e: print(e); return None
+            try:
+                out, codec = synthesise_to_wav(
+                    run, self.text.value, Path(run) / 'samples' / 'dashboard.wav', speaker=speaker
+                )
+            except (ValueError, FileNotFoundError) as e:
+                print(e)
+                return None
             display(W.Audio(value=out.read_bytes(), format='wav', autoplay=False))
             note = codec_note(codec.label)
             if note: display(note)
