@@ -84,11 +84,13 @@ def _fwd_bwd(f, x):
 
 # %% ../nbs/13_bench.ipynb #81642a53
 def torch_layer(d_model: int, n_heads: int = 4) -> torch.nn.TransformerEncoderLayer:
-    "torch's peer in its fastest exact configuration: `TransformerEncoderLayer(d, 4, 4d, dropout=0.0, batch_first=True)`."
+    """torch's peer in its fastest exact configuration:
+    `TransformerEncoderLayer(d, 4, 4d, dropout=0.0, batch_first=True)`."""
     return torch.nn.TransformerEncoderLayer(d_model, n_heads, 4 * d_model, dropout=0.0, batch_first=True)
 
 def our_transformer(d_model: int, n_heads: int = 4) -> torch.nn.Module:
-    "The project's `TransformerBlock` as `make_block` builds it for arch='transformer' (pre-norm, SDPA, 4× GELU MLP, no dropout)."
+    """The project's `TransformerBlock` as `make_block` builds it for arch='transformer' (pre-norm, SDPA,
+    4× GELU MLP, no dropout)."""
     return make_block(ModelConfig(arch='transformer', d_model=d_model, n_heads=n_heads))
 
 def mambapy_block(d_model: int, expand: float = 2.0, d_state: int = 16):
@@ -105,19 +107,16 @@ def block_peers(d_model: int, expand: float = 2.0, d_state: int = 16, device='cp
     return {k: m.to(device) for k, m in peers.items() if m is not None}
 
 def _forward(name: str, module, mask):
-    "x (b, l, d) → y (b, l, d) for each peer: ours and Mamba-2 return (y, state); our block takes the model's padding mask (b, l)."
+    """x (b, l, d) → y (b, l, d) for each peer: ours and Mamba-2 return (y, state);
+    our block takes the model's padding mask (b, l)."""
     if name in ('ours', 'mamba2'): return lambda x: module(x)[0]
     if name == 'our_transformer': return lambda x: module(x, mask)[0]
     return module
 
 # %% ../nbs/13_bench.ipynb #71270bab
-RATIOS = {
-    'ours/torch_layer': ('ours', 'torch_layer'),
-    'ours/our_transformer': ('ours', 'our_transformer'),
-    'mambapy/ours': ('mambapy', 'ours'),
-    'mamba2/ours': ('mamba2', 'ours'),
-    'mamba2/torch_layer': ('mamba2', 'torch_layer'),
-}
+RATIOS = {'ours/torch_layer': ('ours', 'torch_layer'), 'ours/our_transformer': ('ours', 'our_transformer'),
+          'mambapy/ours': ('mambapy', 'ours'), 'mamba2/ours': ('mamba2', 'ours'),
+          'mamba2/torch_layer': ('mamba2', 'torch_layer')}
 
 def ratios(row: dict) -> dict:
     "The time ratios of `RATIOS` from one row's own times (a ratio whose peer was not timed is left out)."
@@ -145,28 +144,17 @@ def bench_blocks(d_models=(256, 768), lengths=(512, 1024, 4096), batch: int = 2,
     return rows
 
 # %% ../nbs/13_bench.ipynb #4f85dfab
-PEER_NAMES = dict(
-    ours='ours MambaMixer',
-    mamba2='Mamba2Mixer',
-    torch_layer='torch TransformerEncoderLayer',
-    our_transformer='our TransformerBlock',
-    mambapy='mambapy MambaBlock',
-)
+PEER_NAMES = dict(ours='ours MambaMixer', mamba2='Mamba2Mixer', torch_layer='torch TransformerEncoderLayer',
+                  our_transformer='our TransformerBlock', mambapy='mambapy MambaBlock')
 
 def block_labels(device='cpu') -> dict:
-    "Table headers for `bench_blocks` rows: the block each column times, each ratio's terms, what the memory columns measure."
+    """Table headers for `bench_blocks` rows: the block each column times, each ratio's terms,
+    what the memory columns measure."""
     mem = 'peak CUDA alloc above start, MB' if torch.device(device).type == 'cuda' else 'peak RSS above start, MB'
-    return {
-        'length': 'L',
-        'backend': 'ours: scan backend',
-        **{f'{k}_ms': f'{n} ms' for k, n in PEER_NAMES.items()},
-        'ours/torch_layer': 'ours / torch layer',
-        'ours/our_transformer': 'ours / our TransformerBlock',
-        'mambapy/ours': 'mambapy / ours',
-        'mamba2/ours': 'Mamba-2 / ours',
-        'mamba2/torch_layer': 'Mamba-2 / torch layer',
-        **{f'{k}_mb': f'{n}: {mem}' for k, n in PEER_NAMES.items()},
-    }
+    return {'length': 'L', 'backend': 'ours: scan backend', **{f'{k}_ms': f'{n} ms' for k, n in PEER_NAMES.items()},
+            'ours/torch_layer': 'ours / torch layer', 'ours/our_transformer': 'ours / our TransformerBlock',
+            'mambapy/ours': 'mambapy / ours', 'mamba2/ours': 'Mamba-2 / ours',
+            'mamba2/torch_layer': 'Mamba-2 / torch layer', **{f'{k}_mb': f'{n}: {mem}' for k, n in PEER_NAMES.items()}}
 
 def block_header(d_models=(256, 768), batch: int = 2, expand: float = 2.0, d_state: int = 16, repeat: int = 3,
                  device='cpu', backend: str = 'auto') -> str:
@@ -177,30 +165,24 @@ def block_header(d_models=(256, 768), batch: int = 2, expand: float = 2.0, d_sta
     n = lambda m: f'{sum(p.numel() for p in m.parameters()) / 1e6:.2f}M'
     peers = lambda d: block_peers(d, expand, d_state, 'cpu', 'scan').items()
     params = [f'd {d}: ' + ', '.join(f'{PEER_NAMES[k]} {n(m)}' for k, m in peers(d)) for d in d_models]
-    return '\n'.join(
-        [
-            f'Each peer in its fastest exact configuration, train mode, forward + backward of mean(y²), batch {batch}, median of '
-            f'{repeat} calls timed round-robin after one warm-up call each:',
-            f"- ours: `MambaMixer(d, expand={expand:g}, d_state={d_state})`, scan backend `{backend}` → "
-            f"`{resolve_backend(backend, torch.device(device))}` (mixer only: no norm, no residual)",
-            f'- Mamba-2: `Mamba2Mixer(d, expand={expand:g}, d_state=64, headdim=64)`: SSD in chunks of 64 frames, plain PyTorch '
-            '(mixer only)',
-            '- torch layer: `nn.TransformerEncoderLayer(d, 4, 4d, dropout=0.0, batch_first=True)`, no mask '
-            '(the SDPA kernel torch picks for an unpadded batch)',
-            "- our TransformerBlock: `make_block(ModelConfig(arch='transformer', d_model=d))`: pre-norm RMSNorm, SDPA with 4 "
-            'heads, 4× GELU MLP, layer scale, no dropout; given an all-true padding mask, which reaches SDPA as no mask',
-            f'- mambapy: {mp} `MambaBlock` with its parallel scan (`pscan`), expand {int(expand)}, d_state {d_state}',
-            '- memory columns: '
-            + (
-                'CUDA `max_memory_allocated` above the allocation just before the call'
-                if cuda
-                else 'peak resident memory (RSS) of the process above its level just before the call, sampled every ms '
-                '(approximate: pages touched, not tensors)'
-            )
-            + '; measured in one more, untimed call of each peer after its warm-up',
-            '- parameters per block: ' + '; '.join(params),
-        ]
-    )
+    return '\n'.join([
+        f'Each peer in its fastest exact configuration, train mode, forward + backward of mean(y²), batch {batch}, '
+        f'median of {repeat} calls timed round-robin after one warm-up call each:',
+        f"- ours: `MambaMixer(d, expand={expand:g}, d_state={d_state})`, scan backend `{backend}` → "
+        f"`{resolve_backend(backend, torch.device(device))}` (mixer only: no norm, no residual)",
+        f'- Mamba-2: `Mamba2Mixer(d, expand={expand:g}, d_state=64, headdim=64)`: SSD in chunks of 64 frames, '
+        'plain PyTorch (mixer only)',
+        '- torch layer: `nn.TransformerEncoderLayer(d, 4, 4d, dropout=0.0, batch_first=True)`, no mask '
+        '(the SDPA kernel torch picks for an unpadded batch)',
+        "- our TransformerBlock: `make_block(ModelConfig(arch='transformer', d_model=d))`: pre-norm RMSNorm, SDPA "
+        'with 4 heads, 4× GELU MLP, layer scale, no dropout; given an all-true padding mask, which reaches SDPA as '
+        'no mask',
+        f'- mambapy: {mp} `MambaBlock` with its parallel scan (`pscan`), expand {int(expand)}, d_state {d_state}',
+        '- memory columns: ' + ('CUDA `max_memory_allocated` above the allocation just before the call' if cuda else
+        'peak resident memory (RSS) of the process above its level just before the call, sampled every ms '
+        '(approximate: pages touched, not tensors)')
+        + '; measured in one more, untimed call of each peer after its warm-up',
+        '- parameters per block: ' + '; '.join(params)])
 
 # %% ../nbs/13_bench.ipynb #b00c4614
 def fragment(seconds: float = 10.0) -> Utterance:
@@ -214,18 +196,17 @@ def fragment(seconds: float = 10.0) -> Utterance:
 def bench_models(presets=('tiny', 'phase2-pure', 'L4_H768_E1.5'), seconds: float = 10.0, repeat: int = 3,
                  device='auto', backend: str = 'auto', amp: bool = True, batch: int = 1, scale: str = 'study') -> list:
     """ms per training step (forward, backward, AdamW) of each preset or phase configuration (`phase.config_model` at
-    `scale`; `name@arch` is that model with another backbone, e.g. `phase2-pure@transformer`) on a batch of `batch` copies of one fragment of `seconds` (bf16 autocast on CUDA when `amp`) — the training
-    loss's step, teacher forcing included — timed round-robin in one `time_side_by_side` call, so their ratios share the
-    machine's state."""
+    `scale`; `name@arch` is that model with another backbone, e.g. `phase2-pure@transformer`) on a batch of `batch`
+    copies of one fragment of `seconds` (bf16 autocast on CUDA when `amp`) — the training loss's step, teacher forcing
+    included — timed round-robin in one `time_side_by_side` call, so their ratios share the machine's state."""
     device = resolve_device(device) if isinstance(device, str) else torch.device(device)
     vocab, u = corpus_vocab(), fragment(seconds)
     b = collate([u] * batch, vocab).to(device)
     def trainer(p):
         torch.manual_seed(0)
         name, _, arch = p.partition('@')
-        cfg = dataclasses.replace(
-            config_model(name, scale), vocab_size=len(vocab), backend=backend, **({'arch': arch} if arch else {})
-        )
+        cfg = dataclasses.replace(config_model(name, scale), vocab_size=len(vocab), backend=backend,
+                                  **({'arch': arch} if arch else {}))
         model = TTSModel(cfg).to(device)
         opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)       # as training does
         def step():
@@ -238,10 +219,8 @@ def bench_models(presets=('tiny', 'phase2-pure', 'L4_H768_E1.5'), seconds: float
         return model.param_split()['total'], step
     steps = {p: trainer(p) for p in presets}
     res = time_side_by_side({p: f for p, (_, f) in steps.items()}, device, repeat)
-    return [
-        dict(preset=p, params=n, frames=u.n_frames * batch, device=str(device), step_ms=res[p][0], peak_mb=res[p][1])
-        for p, (n, _) in steps.items()
-    ]
+    return [dict(preset=p, params=n, frames=u.n_frames * batch, device=str(device), step_ms=res[p][0],
+                 peak_mb=res[p][1]) for p, (n, _) in steps.items()]
 
 # %% ../nbs/13_bench.ipynb #2f27826a
 def markdown(rows, labels: dict | None = None) -> str:
@@ -277,22 +256,18 @@ def main(what: str = 'all',              # blocks, models or all
          backend: str = 'auto'):         # selective scan backend for our blocks
     "Print block and whole-model benchmarks as Markdown tables with side-by-side ratios."
     dev = resolve_device(device)
-    print(
-        f'device: {torch.cuda.get_device_name() if dev.type == "cuda" else f"cpu, {torch.get_num_threads()} threads"}; '
-        f'torch {torch.__version__}; OMP_WAIT_POLICY={os.environ.get("OMP_WAIT_POLICY", "unset")}; {time.strftime("%Y-%m-%d %H:%M")}'
-    )
+    print('device: '
+          f'{torch.cuda.get_device_name() if dev.type == "cuda" else f"cpu, {torch.get_num_threads()} threads"}; '
+          f'torch {torch.__version__}; OMP_WAIT_POLICY={os.environ.get("OMP_WAIT_POLICY", "unset")}; '
+          f'{time.strftime("%Y-%m-%d %H:%M")}')
     if what in ('blocks', 'all'):
         ds = [int(d) for d in d_models.split(',')]
-        print(
-            '\n## One block, forward + backward\n\n'
-            + block_header(ds, batch, repeat=repeat, device=dev, backend=backend)
-        )
+        print('\n## One block, forward + backward\n\n'
+              + block_header(ds, batch, repeat=repeat, device=dev, backend=backend))
         rows = bench_blocks(ds, [int(l) for l in lengths.split(',')], batch, repeat=repeat, device=dev, backend=backend)
         print('\n' + markdown(rows, block_labels(dev)))
-        print(
-            '\nTime relative to the shortest length (ours):',
-            {d: {l: round(v, 2) for l, v in g.items()} for d, g in growth(rows).items()},
-        )
+        print('\nTime relative to the shortest length (ours):',
+              {d: {l: round(v, 2) for l, v in g.items()} for d, g in growth(rows).items()})
     if what in ('models', 'all'):
         names = PHASES[check_choice('phase', str(phase), list(PHASES))] if phase else presets.split(',')
         print(f'\n## Whole-model training step on {model_batch} × one {seconds:g} s fragment'

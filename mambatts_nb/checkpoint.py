@@ -27,8 +27,7 @@ def save_checkpoint(path, model, opt, sampler, step, wall_s, milestones):
 
 def load_checkpoint(path, map_location='cpu') -> dict:
     "Load a checkpoint; a corrupt or foreign file raises a `ValueError` naming it (the file is left untouched)."
-    try:
-        ck = torch.load(path, map_location=map_location, weights_only=True)
+    try: ck = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:
         raise ValueError(f'Checkpoint {str(path)!r} is corrupt or unreadable ({type(e).__name__}: {e})') from e
     if not isinstance(ck, dict) or ck.get('format') != CKPT_FORMAT:
@@ -54,11 +53,9 @@ def load_run(run_dir, device='cpu'):
     try: state = load_file(w_path)
     except Exception as e: raise ValueError(f'{str(w_path)!r} is corrupt or not a safetensors file ({e})') from e
     missing, unexpected = model.load_state_dict(state, strict=False)
-    bad = [k for k in missing + unexpected] + [
-        k for k, v in state.items() if k in model.state_dict() and v.shape != model.state_dict()[k].shape
-    ]
+    bad = [k for k in missing + unexpected] + [k for k, v in state.items()
+                                               if k in model.state_dict() and v.shape != model.state_dict()[k].shape]
     if bad:
-        raise ValueError(
-            f'{str(w_path)!r} does not match the config in {str(cfg_path)!r} (first mismatches: {bad[:3]})'
-        )
+        raise ValueError(f'{str(w_path)!r} does not match the config in {str(cfg_path)!r} '
+                         f'(first mismatches: {bad[:3]})')
     return model.to(device).eval(), Vocab(config['vocab']), config

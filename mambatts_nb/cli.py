@@ -18,16 +18,8 @@ from .align import align_cli
 from .compare import report_cli
 from .data import calibrate_cli
 
-COMMANDS = {
-    'train': train_cli,
-    'generate': generate_cli,
-    'bench': bench_main,
-    'prepare': prepare_cli,
-    'align': align_cli,
-    'report': report_cli,
-    'evaluate': evaluate_cli,
-    'calibrate': calibrate_cli,
-}
+COMMANDS = {'train': train_cli, 'generate': generate_cli, 'bench': bench_main, 'prepare': prepare_cli,
+            'align': align_cli, 'report': report_cli, 'evaluate': evaluate_cli, 'calibrate': calibrate_cli}
 USER_ERRORS = (ValueError, FileNotFoundError)     # what the library raises for bad input, with a message that names it
 
 def _fail(message: str):
@@ -35,8 +27,8 @@ def _fail(message: str):
     raise SystemExit(2)
 
 def main(argv=None):
-    """Run `mambatts <command> [args] [--debug]`: a user error is one line `error: …` and exit status 2; `--debug` shows the
-    traceback. Returns None, so the console script exits 0 (it passes a return value to `sys.exit`)."""
+    """Run `mambatts <command> [args] [--debug]`: a user error is one line `error: …` and exit status 2; `--debug` shows
+    the traceback. Returns None, so the console script exits 0 (it passes a return value to `sys.exit`)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = '--debug' in argv
     if debug: argv.remove('--debug')

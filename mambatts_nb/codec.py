@@ -64,7 +64,8 @@ def log_mel_distance(a: torch.Tensor, b: torch.Tensor) -> float:
 
 # %% ../nbs/03_codec.ipynb #af723bbc
 def kmeans(x: torch.Tensor, k: int, iters: int = 10, seed: int = 0):
-    "k-means++ seeding, then Lloyd's iterations with distances by matmul, of `x` (N, D) into `k` centroids. Returns (centroids (k, D), counts (k,))."
+    """k-means++ seeding, then Lloyd's iterations with distances by matmul, of `x` (N, D) into `k` centroids. Returns
+    (centroids (k, D), counts (k,))."""
     n = x.shape[0]
     if n < k: raise ValueError(f'k-means needs at least k={k} points, got {n}: calibrate on more audio')
     g = torch.Generator().manual_seed(seed)
@@ -129,16 +130,8 @@ def _rvq(x, codebooks):
 class SpectralCodec:
     "Residual VQ (8 × 1024) over log-mel frames, decoded by mel inversion and Griffin-Lim; the interface of `Codec`."
     label, pretrained, n_frames = SPECTRAL_LABEL, False, staticmethod(Codec.n_frames)
-
-    def __init__(
-        self,
-        mean: torch.Tensor,
-        codebooks: torch.Tensor,
-        key: str,
-        gl_iters: int = 64,
-        refine_iters: int = 200,
-        refine_lr: float = 1e-4,
-    ):
+    def __init__(self, mean: torch.Tensor, codebooks: torch.Tensor, key: str, gl_iters: int = 64,
+                 refine_iters: int = 200, refine_lr: float = 1e-4):
         self.mean, self.codebooks, self.key = mean, codebooks, key             # (M,), (8, 1024, M)
         self.gl_iters, self.refine_iters, self.refine_lr = gl_iters, refine_iters, refine_lr
 
@@ -155,12 +148,14 @@ class SpectralCodec:
         return _rvq(self.features(wav) - self.mean, self.codebooks)[0]
 
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
-        "Mono 24 kHz audio (T * 320,) from codes (8, T): mel inversion, Griffin-Lim, then `refine` towards the codes' log-mel."
+        """Mono 24 kHz audio (T * 320,) from codes (8, T): mel inversion, Griffin-Lim,
+        then `refine` towards the codes' log-mel."""
         f = self.frames(codes)
         return refine(self.griffin_lim(f), f.T, self.refine_iters, self.refine_lr)
 
     def decode_chunk(self, codes: torch.Tensor) -> torch.Tensor:
-        "One chunk of a stream, for latency: mel inversion and Griffin-Lim without `refine` (its fixed cost per call dominates small chunks)."
+        """One chunk of a stream, for latency: mel inversion and Griffin-Lim without `refine`
+        (its fixed cost per call dominates small chunks)."""
         return self.griffin_lim(self.frames(codes))
 
     def frames(self, codes: torch.Tensor) -> torch.Tensor:
@@ -170,7 +165,8 @@ class SpectralCodec:
 
     @torch.no_grad()
     def griffin_lim(self, f: torch.Tensor) -> torch.Tensor:
-        "Audio (T * 320,) whose magnitude approximates log10 mel frames f (T, M): NNLS to linear power, seeded Griffin-Lim."
+        """Audio (T * 320,) whose magnitude approximates log10 mel frames f (T, M):
+        NNLS to linear power, seeded Griffin-Lim."""
         fb = _mel_transform().mel_scale.fb                                            # (K, M) filterbank
         mel = 10 ** f.T                                                               # (M, T)
         lin = (fb @ (mel / fb.sum(0)[:, None].clamp(min=1e-8))).clamp(min=1e-12)      # (K, T) first guess
@@ -187,7 +183,8 @@ class SpectralCodec:
         return wav[:T * HOP]
 
 def refine(wav: torch.Tensor, target: torch.Tensor, iters: int = 200, lr: float = 1e-4) -> torch.Tensor:
-    "Audio (S,) moved by Adam on its samples to bring its `log_mel` towards `target` (M, T) in mean |Δ| (the codec's measure)."
+    """Audio (S,) moved by Adam on its samples to bring its `log_mel` towards `target` (M, T)
+    in mean |Δ| (the codec's measure)."""
     # one frame: too short for log_mel's padded STFT
     if len(wav) <= MEL['n_fft'] // 2: return wav
     with torch.inference_mode(False), torch.enable_grad():
@@ -261,12 +258,12 @@ def pretrained_encodec() -> EncodecModel:
 
 def state_key(kind: str, calibration_key: str) -> str:
     "The key of codec `kind`'s calibrated state: what it was fitted on and how (it keys the token cache too)."
-    return hashlib.sha1(
-        f'{kind}|{encodec_version}|{N_CODEBOOKS}|{sorted(MEL.items())}|{calibration_key}'.encode()
-    ).hexdigest()[:12]
+    return hashlib.sha1(f'{kind}|{encodec_version}|{N_CODEBOOKS}|'
+                        f'{sorted(MEL.items())}|{calibration_key}'.encode()).hexdigest()[:12]
 
 def shipped_spectral(key: str):
-    "The spectral codec's (mean, codebooks) shipped with the package when they were fitted on what `key` says, else None."
+    """The spectral codec's (mean, codebooks) shipped with the package when they were fitted on what
+    `key` says, else None."""
     f = files('mambatts_nb')/SHIPPED_SPECTRAL
     if not f.is_file(): return None
     with safe_open(str(f), 'pt') as s:

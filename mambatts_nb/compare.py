@@ -32,41 +32,18 @@ def curves_figure(run_dirs) -> go.Figure:
         if held: fig.add_trace(go.Scatter(x=[s for s, _ in held], y=[a for _, a in held], name=f'{name} held-out',
                                           line=dict(color=color, dash='dash')), 1, 1)
         floor = ((read_config(rd) or {}).get('baselines') or {}).get('majority_acc')
-        if floor is not None:  # what always answering the most frequent code scores
-            fig.add_trace(
-                go.Scatter(
-                    x=[m['step'][0], m['step'][-1]],
-                    y=[floor, floor],
-                    mode='lines',
-                    line=dict(color=color, dash='dot'),
-                    name=f'{name} majority-code floor',
-                ),
-                1,
-                1,
-            )
-        fig.add_trace(
-            go.Scatter(x=m['step'], y=m['loss'], name=f'{name} loss', line=dict(color=color), showlegend=False), 1, 2
-        )
-        fig.add_trace(
-            go.Scatter(x=m['step'], y=m['dur_acc'], name=f'{name} duration', line=dict(color=color), showlegend=False),
-            1,
-            3,
-        )
+        if floor is not None:                                  # what always answering the most frequent code scores
+            fig.add_trace(go.Scatter(x=[m['step'][0], m['step'][-1]], y=[floor, floor], mode='lines',
+                                     line=dict(color=color, dash='dot'), name=f'{name} majority-code floor'), 1, 1)
+        fig.add_trace(go.Scatter(x=m['step'], y=m['loss'], name=f'{name} loss', line=dict(color=color),
+                                 showlegend=False), 1, 2)
+        fig.add_trace(go.Scatter(x=m['step'], y=m['dur_acc'], name=f'{name} duration', line=dict(color=color),
+                                 showlegend=False), 1, 3)
         hit = (read_milestones(rd) or {}).get('accuracy', {}).get('95')
         if hit:
-            fig.add_trace(
-                go.Scatter(
-                    x=[hit['step']],
-                    y=[0.95],
-                    mode='markers+text',
-                    text=[f"95% @ {hit['step']}"],
-                    textposition='bottom right',
-                    marker=dict(color=color, size=10),
-                    showlegend=False,
-                ),
-                1,
-                1,
-            )
+            fig.add_trace(go.Scatter(x=[hit['step']], y=[0.95], mode='markers+text', text=[f"95% @ {hit['step']}"],
+                                     textposition='bottom right', marker=dict(color=color, size=10), showlegend=False),
+                          1, 1)
     fig.update_yaxes(type='log', row=1, col=2)
     fig.update_layout(height=380, margin=dict(t=40, l=40, r=20, b=40), legend=dict(orientation='h'))
     return fig
@@ -78,18 +55,15 @@ def write_curves(run_dir) -> Path:
     return path
 
 # %% ../nbs/11_compare.ipynb #dee6399a
-STUDY_NOTES = {  # what the study says that is not one number of one configuration
+STUDY_NOTES = {     # what the study says that is not one number of one configuration
     'phase1': 'Both reach 100% on the fragment; the hybrid is 45% smaller and 36% faster per step.',
-    'phase2': (
-        'Pure Mamba reaches 95% first (step 533); XLarge (9,11) never reaches 95% and stalls at 80.0%. The study\'s '
-        'milestone table (10/50/90/95% for pure, small, medium) is not transcribed here.'
-    ),
-    'phase3': (
-        'Five configurations published: L4_H768_E1.5 best (99.4%, 95% at 362, 64.8M, 528 ms/step); L12_H768_E1.5 '
-        '96.8%; every H256 configuration "failed" (crashed); H384 reached 50–52%; expand 1.5 beats 2.0–3.0; '
-        'shallow-wide beats deep.'
-    ),
-    'phase4': 'Hypothesis only: embed_dim 512 is best. The study\'s "efficiency score" is undefined (no formula given) and not shown.',
+    'phase2': ('Pure Mamba reaches 95% first (step 533); XLarge (9,11) never reaches 95% and stalls at 80.0%. '
+               'The study\'s milestone table (10/50/90/95% for pure, small, medium) is not transcribed here.'),
+    'phase3': ('Five configurations published: L4_H768_E1.5 best (99.4%, 95% at 362, 64.8M, 528 ms/step); '
+               'L12_H768_E1.5 96.8%; every H256 configuration "failed" (crashed); H384 reached 50–52%; '
+               'expand 1.5 beats 2.0–3.0; shallow-wide beats deep.'),
+    'phase4': ('Hypothesis only: embed_dim 512 is best. The study\'s "efficiency score" is undefined '
+               '(no formula given) and not shown.'),
 }
 
 def ci95(values):
@@ -132,43 +106,25 @@ def phase_table(runs) -> list:
         cb = lambda k: ([ci95([100 * s[k][i] for s in ok])[0] for i in range(len(ok[0][k]))]
                         if ok and ok[0][k] else None)
         study = STUDY_RESULTS.get(preset, {})
-        rows.append(
-            dict(
-                config=g,
-                preset=preset,
-                seeds=len(ok),
-                failed=sum(r['failed'] is not None for r in rs),
-                params=ok[0]['params']['total'] if ok else None,
-                study_params=study.get('params'),
-                fwd_ms=col(lambda s: s['ms_per_step']['fwd']),
-                bwd_ms=col(lambda s: s['ms_per_step']['bwd']),
-                ms=col(lambda s: s['ms_per_step']['total']),
-                study_ms=study.get('ms'),
-                tensor_mb=col(lambda s: s['tensor_peak_mb']),
-                study_mb=study.get('mb'),
-                step_95=col(lambda s: s['step_95']),
-                study_step_95=study.get('step_95'),
-                peak_acc=col(lambda s: 100 * s['peak_acc']),
-                study_peak=study.get('peak'),
-                final_acc=col(lambda s: 100 * s['final_acc']),
-                study_final=study.get('final'),
-                heldout_acc=col(lambda s: _pct(s['heldout_acc'])),
-                majority=col(lambda s: _pct(base(s, 'majority_acc'))),
-                floor_on=base(ok[0], 'on') if ok else None,
-                heldout_ce=col(lambda s: s['heldout_ce']),
-                unigram_ce=col(lambda s: base(s, 'unigram_ce')),
-                nats_gained=col(lambda s: s['nats_gained'] or None),
-                **{
-                    f'mel_{k}': col(lambda s, k=k: (s['heldout_audio'] or {}).get(k))
-                    for k in ('generated', 'majority', 'mcd_db', 'log_f0_rmse_cents', 'vuv_error')
-                },
-                dur_acc=col(lambda s: 100 * s['final_dur_acc']),
-                wall_95=ci95([_milestone_wall(r) for r in rs]),
-                acc_cb=cb('acc_cb'),
-                heldout_cb=cb('heldout_acc_cb'),
-                errors=[_last_line(r['failed']['error']) for r in rs if r['failed']],
-            )
-        )
+        rows.append(dict(config=g, preset=preset, seeds=len(ok), failed=sum(r['failed'] is not None for r in rs),
+                         params=ok[0]['params']['total'] if ok else None, study_params=study.get('params'),
+                         fwd_ms=col(lambda s: s['ms_per_step']['fwd']), bwd_ms=col(lambda s: s['ms_per_step']['bwd']),
+                         ms=col(lambda s: s['ms_per_step']['total']), study_ms=study.get('ms'),
+                         tensor_mb=col(lambda s: s['tensor_peak_mb']), study_mb=study.get('mb'),
+                         step_95=col(lambda s: s['step_95']), study_step_95=study.get('step_95'),
+                         peak_acc=col(lambda s: 100 * s['peak_acc']), study_peak=study.get('peak'),
+                         final_acc=col(lambda s: 100 * s['final_acc']), study_final=study.get('final'),
+                         heldout_acc=col(lambda s: _pct(s['heldout_acc'])),
+                         majority=col(lambda s: _pct(base(s, 'majority_acc'))),
+                         floor_on=base(ok[0], 'on') if ok else None,
+                         heldout_ce=col(lambda s: s['heldout_ce']), unigram_ce=col(lambda s: base(s, 'unigram_ce')),
+                         nats_gained=col(lambda s: s['nats_gained'] or None),
+                         **{f'mel_{k}': col(lambda s, k=k: (s['heldout_audio'] or {}).get(k))
+                            for k in ('generated', 'majority', 'mcd_db', 'log_f0_rmse_cents', 'vuv_error')},
+                         dur_acc=col(lambda s: 100 * s['final_dur_acc']),
+                         wall_95=ci95([_milestone_wall(r) for r in rs]),
+                         acc_cb=cb('acc_cb'), heldout_cb=cb('heldout_acc_cb'),
+                         errors=[_last_line(r['failed']['error']) for r in rs if r['failed']]))
     return rows
 
 def _last_line(error: str) -> str:
@@ -184,122 +140,65 @@ def _milestone_wall(run):
 # %% ../nbs/11_compare.ipynb #67616a4b
 def table_markdown(rows) -> str:
     "The phase table as Markdown; failures listed below it."
-    head = [
-        'config',
-        'seeds',
-        'params',
-        'study',
-        'ms/step fwd',
-        'bwd',
-        'total',
-        'study ms',
-        'tensor peak MB',
-        'study MB',
-        'step of 95%',
-        'study',
-        'peak acc %',
-        'study',
-        'final acc %',
-        'study',
-        'held-out acc %',
-        'majority-code floor %',
-        'held-out CE nats',
-        'unigram CE nats',
-        'held-out audio: mel dist to truth',
-        'majority-code audio',
-        'held-out MCD dB',
-        'log-F0 RMSE cents',
-        'V/UV error',
-        'dur acc %',
-        'wall s to 95%',
-        'final acc % per codebook',
-        'held-out acc % per codebook',
-    ]
+    head = ['config', 'seeds', 'params', 'study', 'ms/step fwd', 'bwd', 'total', 'study ms', 'tensor peak MB',
+            'study MB', 'step of 95%', 'study', 'peak acc %', 'study', 'final acc %', 'study', 'held-out acc %',
+            'majority-code floor %', 'held-out CE nats', 'unigram CE nats', 'held-out audio: mel dist to truth',
+            'majority-code audio', 'held-out MCD dB', 'log-F0 RMSE cents', 'V/UV error', 'dur acc %', 'wall s to 95%',
+            'final acc % per codebook', 'held-out acc % per codebook']
     lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
     s = lambda v: '–' if v is None else f'{v:,}' if isinstance(v, int) else f'{v:g}'
     for r in rows:
         floor = _fmt(*r['majority']) + (' (train frames)' if r['floor_on'] == 'train' else '')
-        lines.append(
-            '| '
-            + ' | '.join(
-                [
-                    r['config'],
-                    f"{r['seeds']}" + (f" (+{r['failed']} failed)" if r['failed'] else ''),
-                    s(r['params']),
-                    s(r['study_params']),
-                    _fmt(*r['fwd_ms']),
-                    _fmt(*r['bwd_ms']),
-                    _fmt(*r['ms']),
-                    s(r['study_ms']),
-                    _fmt(*r['tensor_mb'], 0),
-                    s(r['study_mb']),
-                    _fmt(*r['step_95'], 0),
-                    s(r['study_step_95']),
-                    _fmt(*r['peak_acc']),
-                    s(r['study_peak']),
-                    _fmt(*r['final_acc']),
-                    s(r['study_final']),
-                    _fmt(*r['heldout_acc']),
-                    floor,
-                    _fmt(*r['heldout_ce'], 2),
-                    _fmt(*r['unigram_ce'], 2),
-                    *(_fmt(*r[f'mel_{k}'], 3) for k in ('generated', 'majority')),
-                    _fmt(*r['mel_mcd_db'], 1),
-                    _fmt(*r['mel_log_f0_rmse_cents'], 0),
-                    _fmt(*r['mel_vuv_error'], 2),
-                    _fmt(*r['dur_acc']),
-                    _fmt(*r['wall_95']),
-                    *(' '.join(f'{a:.0f}' for a in r[k]) if r[k] else '–' for k in ('acc_cb', 'heldout_cb')),
-                ]
-            )
-            + ' |'
-        )
+        lines.append('| ' + ' | '.join([
+            r['config'], f"{r['seeds']}" + (f" (+{r['failed']} failed)" if r['failed'] else ''),
+            s(r['params']), s(r['study_params']), _fmt(*r['fwd_ms']), _fmt(*r['bwd_ms']), _fmt(*r['ms']),
+            s(r['study_ms']), _fmt(*r['tensor_mb'], 0), s(r['study_mb']), _fmt(*r['step_95'], 0),
+            s(r['study_step_95']), _fmt(*r['peak_acc']), s(r['study_peak']), _fmt(*r['final_acc']),
+            s(r['study_final']), _fmt(*r['heldout_acc']), floor, _fmt(*r['heldout_ce'], 2), _fmt(*r['unigram_ce'], 2),
+            *(_fmt(*r[f'mel_{k}'], 3) for k in ('generated', 'majority')),
+            _fmt(*r['mel_mcd_db'], 1), _fmt(*r['mel_log_f0_rmse_cents'], 0), _fmt(*r['mel_vuv_error'], 2),
+            _fmt(*r['dur_acc']), _fmt(*r['wall_95']),
+            *(' '.join(f'{a:.0f}' for a in r[k]) if r[k] else '–' for k in ('acc_cb', 'heldout_cb'))]) + ' |')
     errs = [f"- `{r['config']}`: {e}" for r in rows for e in r['errors']]
     return '\n'.join(lines + (['', 'Failed runs:', *errs] if errs else []))
 
 def verdicts(rows) -> list:
-    "One line per configuration with held-out data: does it beat guessing (accuracy above the majority code, CE below unigram)?"
+    """One line per configuration with held-out data: does it beat guessing
+    (accuracy above the majority code, CE below unigram)?"""
     out = []
     for r in rows:
         if r['heldout_acc'][0] is None: continue
         (acc, acc_h), (maj, _), (ce, ce_h), (uni, _) = r['heldout_acc'], r['majority'], r['heldout_ce'], r['unigram_ce']
         beats = acc - (acc_h or 0) > maj and ce + (ce_h or 0) < uni
         why = 'lower CI bound above both floors' if acc_h is not None else 'one seed: no CI, so not yet a finding'
-        out.append(
-            f"- `{r['config']}`: held-out accuracy {_fmt(acc, acc_h)}% vs majority code {maj:.1f}%, cross-entropy "
-            f"{_fmt(ce, ce_h, 2)} vs unigram {uni:.2f} nats — "
-            + (f'beats guessing ({why})' if beats else '**does not clearly beat guessing**')
-        )
+        out.append(f"- `{r['config']}`: held-out accuracy {_fmt(acc, acc_h)}% vs majority code {maj:.1f}%, "
+                   f"cross-entropy {_fmt(ce, ce_h, 2)} vs unigram {uni:.2f} nats — "
+                   + (f'beats guessing ({why})' if beats else '**does not clearly beat guessing**'))
     return out
 
 def timing_caveat(runs) -> str|None:
     """A warning when the runs' times were measured under different conditions (torch threads, code commit, device), so
     their ms/step and wall-clock columns do not compare; None when they were alike."""
     recs = [dict(r['config'].get('record') or {}, device=r['config'].get('device')) for r in runs if r['config']]
-    seen = {
-        k: Counter(str(x.get(k)) if k != 'git_commit' else str(x.get(k))[:7] for x in recs)
-        for k in ('torch_threads', 'git_commit', 'device')
-    }
+    seen = {k: Counter(str(x.get(k)) if k != 'git_commit' else str(x.get(k))[:7] for x in recs)
+            for k in ('torch_threads', 'git_commit', 'device')}
     mixed = {k: c for k, c in seen.items() if len(c) > 1}
     if not mixed: return None
-    how = '; '.join(
-        f"{k.replace('_', ' ')}: " + ', '.join(f'{v} ({n} runs)' for v, n in c.items()) for k, c in mixed.items()
-    )
-    return (
-        f'**Times do not compare across these runs**: they were measured under different conditions ({how}). '
-        'For speed, time the configurations side by side in one run: `mambatts-bench --what models --presets <configs>` '
-        '(a phase: `--phase N`).'
-    )
+    how = '; '.join(f"{k.replace('_', ' ')}: " + ', '.join(f'{v} ({n} runs)' for v, n in c.items())
+                    for k, c in mixed.items())
+    return (f'**Times do not compare across these runs**: they were measured under different conditions ({how}). '
+            'For speed, time the configurations side by side in one run: '
+            '`mambatts-bench --what models --presets <configs>` (a phase: `--phase N`).')
 
 def curves_band_figure(runs, metric: str = 'acc') -> go.Figure:
-    "Mean of a metrics.csv column per configuration ('acc': training accuracy; 'heldout_acc': at each evaluation) with a 95% CI band over seeds."
+    """Mean of a metrics.csv column per configuration ('acc': training accuracy; 'heldout_acc': at each evaluation)
+    with a 95% CI band over seeds."""
     fig, groups = go.Figure(), {}
     for r in runs:
         if r['summary']:
             m = read_metrics(r['dir'])
-            groups.setdefault(r['group'], []).append(
-                [(s, v) for s, v in zip(m['step'], m.get(metric, [])) if v is not None]
-            )
+            groups.setdefault(r['group'], []).append([(s, v) for s, v in zip(m['step'], m.get(metric, []))
+                                                      if v is not None])
     for i, (g, curves) in enumerate(groups.items()):
         n = min(map(len, curves))
         color = f'hsl({(i * 67) % 360},70%,45%)'
@@ -308,25 +207,14 @@ def curves_band_figure(runs, metric: str = 'acc') -> go.Figure:
         m = [x[0] for x in stats_]
         h = [x[1] or 0 for x in stats_]
         steps = [curves[0][t][0] for t in range(n)]
-        fig.add_trace(
-            go.Scatter(
-                x=steps + steps[::-1],
-                y=[a + b for a, b in zip(m, h)] + [a - b for a, b in zip(m, h)][::-1],
-                fill='toself',
-                line=dict(width=0),
-                fillcolor=color.replace('hsl', 'hsla').replace(')', ',0.2)'),
-                showlegend=False,
-                hoverinfo='skip',
-            )
-        )
+        fig.add_trace(go.Scatter(x=steps + steps[::-1],
+                                 y=[a + b for a, b in zip(m, h)] + [a - b for a, b in zip(m, h)][::-1],
+                                 fill='toself', line=dict(width=0),
+                                 fillcolor=color.replace('hsl', 'hsla').replace(')', ',0.2)'),
+                                 showlegend=False, hoverinfo='skip'))
         fig.add_trace(go.Scatter(x=steps, y=m, name=f'{g} (n={len(curves)})', line=dict(color=color)))
-    what = (
-        'held-out token accuracy'
-        if metric == 'heldout_acc'
-        else 'training token accuracy'
-        if metric == 'acc'
-        else metric
-    )
+    what = ('held-out token accuracy' if metric == 'heldout_acc' else 'training token accuracy' if metric == 'acc'
+            else metric)
     fig.update_layout(title=f'{what}, mean ± 95% CI over seeds', xaxis_title='step', height=420)
     return fig
 
@@ -344,29 +232,18 @@ def milestones_figure(runs) -> go.Figure:
     return fig
 
 def scatter_figure(rows, x: str, title: str) -> go.Figure:
-    "Held-out accuracy (mean ± 95% CI) when the runs have held-out data, else peak training accuracy, against `x` ('params' or 'ms')."
+    """Held-out accuracy (mean ± 95% CI) when the runs have held-out data, else peak training accuracy,
+    against `x` ('params' or 'ms')."""
     xs = [r[x] if x == 'params' else r[x][0] for r in rows]
     held = any(r['heldout_acc'][0] is not None for r in rows)
     y = [r['heldout_acc' if held else 'peak_acc'] for r in rows]
-    fig = go.Figure(
-        go.Scatter(
-            x=xs,
-            y=[v[0] for v in y],
-            error_y=dict(array=[v[1] or 0 for v in y]),
-            mode='markers+text',
-            text=[r['config'] for r in rows],
-            textposition='top center',
-        )
-    )
+    fig = go.Figure(go.Scatter(x=xs, y=[v[0] for v in y], error_y=dict(array=[v[1] or 0 for v in y]),
+                               mode='markers+text', text=[r['config'] for r in rows], textposition='top center'))
     if held:                                                    # the floor each point has to clear
         fig.add_trace(go.Scatter(x=xs, y=[r['majority'][0] for r in rows], mode='markers', marker_symbol='line-ew-open',
                                  marker_size=14, name='majority-code floor'))
-    fig.update_layout(
-        title=title,
-        xaxis_title=x,
-        yaxis_title='held-out token accuracy %' if held else 'peak token accuracy %',
-        height=420,
-    )
+    fig.update_layout(title=title, xaxis_title=x,
+                      yaxis_title='held-out token accuracy %' if held else 'peak token accuracy %', height=420)
     return fig
 
 def write_report(phase_dir) -> Path:
@@ -375,38 +252,32 @@ def write_report(phase_dir) -> Path:
     runs = load_runs(phase_dir)
     rows = phase_table(runs)
     note, lines = STUDY_NOTES.get(phase_dir.name), verdicts(rows)
-    md = (
-        f'# {phase_dir.name}\n\n{len(runs)} runs in `{phase_dir}`; mean ± 95% CI (Student t) over seeds. "study" columns are the '
-        'study\'s published numbers, at its model sizes and on its GPU ("–": not published). Tensor peak MB is the peak of '
-        'live tensor bytes during a training step (CUDA max_memory_allocated on a GPU; the profiler\'s allocation events '
-        'plus parameters, gradients and optimiser state on a CPU). The majority-code floor is the accuracy of always '
-        'answering each codebook\'s most frequent training code, on the held-out frames (corpus protocol) or on the '
-        'training frames (fragment protocol); unigram CE is the cross-entropy of the training codes\' frequencies.\n\n'
-        + table_markdown(rows)
-        + '\n'
-        + ('\n' + '\n'.join(lines) + '\n' if lines else '')
-        + (f'\n{caveat}\n' if (caveat := timing_caveat(runs)) else '')
-        + paired_sections(runs)
-        + (
-            f'\n## Hierarchical heads: free-running vs teacher-forced (held-out)\n\n{t}\n'
-            if (t := teacher_table(runs))
-            else ''
-        )
-        + (f'\nThe study: {note}\n' if note else '')
-    )
+    md = (f'# {phase_dir.name}\n\n{len(runs)} runs in `{phase_dir}`; mean ± 95% CI (Student t) over seeds. '
+          '"study" columns are the study\'s published numbers, at its model sizes and on its GPU ("–": not published). '
+          'Tensor peak MB is the peak of live tensor bytes during a training step (CUDA max_memory_allocated on a GPU; '
+          'the profiler\'s allocation events plus parameters, gradients and optimiser state on a CPU). The '
+          'majority-code floor is the accuracy of always answering each codebook\'s most frequent training code, on '
+          'the held-out frames (corpus protocol) or on the training frames (fragment protocol); unigram CE is the '
+          'cross-entropy of the training codes\' frequencies.\n\n'
+          + table_markdown(rows) + '\n' + ('\n' + '\n'.join(lines) + '\n' if lines else '')
+          + (f'\n{caveat}\n' if (caveat := timing_caveat(runs)) else '')
+          + paired_sections(runs)
+          + (f'\n## Hierarchical heads: free-running vs teacher-forced (held-out)\n\n{t}\n'
+             if (t := teacher_table(runs)) else '')
+          + (f'\nThe study: {note}\n' if note else ''))
     (phase_dir/'report.md').write_text(md, encoding='utf-8')
     figs = [curves_band_figure(runs), milestones_figure(runs), scatter_figure(rows, 'params', 'accuracy vs parameters'),
             scatter_figure(rows, 'ms', 'accuracy vs ms/step')]
     if any(r['heldout_acc'][0] is not None for r in rows): figs.insert(1, curves_band_figure(runs, 'heldout_acc'))
     html = ''.join(f.to_html(full_html=False, include_plotlyjs=(i == 0)) for i, f in enumerate(figs))
-    (phase_dir / 'report.html').write_text(
-        f'<html><meta charset="utf-8"><body><pre>{escape(md)}</pre>{html}</body></html>', encoding='utf-8'
-    )
+    (phase_dir/'report.html').write_text(
+        f'<html><meta charset="utf-8"><body><pre>{escape(md)}</pre>{html}</body></html>', encoding='utf-8')
     return phase_dir/'report.md'
 
 @call_parse
-def report_cli(phase_dir: str):  # a phase directory, e.g. outputs/phase3
-    "Write a phase's report.md and report.html from its run directories (after its cluster jobs ended, say); prints the path."
+def report_cli(phase_dir: str):   # a phase directory, e.g. outputs/phase3
+    """Write a phase's report.md and report.html from its run directories
+    (after its cluster jobs ended, say); prints the path."""
     if not Path(phase_dir).is_dir():
         raise FileNotFoundError(f'{phase_dir!r} is not a directory: give a phase directory such as outputs/phase3')
     if not load_runs(phase_dir):
@@ -445,15 +316,11 @@ def paired_differences(runs, factor: str) -> list:
 
 def paired_markdown(rows) -> str:
     "Paired differences as a Markdown table (one factor's rows)."
-    out = [
-        '| b vs a | seeds paired | Δ held-out acc (points) | Δ held-out CE (nats) | Δ held-out acc per codebook (points) |',
-        '|---|---|---|---|---|',
-    ]
+    out = ['| b vs a | seeds paired | Δ held-out acc (points) | Δ held-out CE (nats) '
+           '| Δ held-out acc per codebook (points) |', '|---|---|---|---|---|']
     for r in rows:
-        out.append(
-            f"| `{r['b']}` ({r['b_value']}) vs `{r['a']}` ({r['a_value']}) | {r['seeds']} | {_fmt(*r['acc'], 2)} | "
-            f"{_fmt(*r['ce'], 3)} | {' '.join(f'{v:+.1f}' for v in r['acc_cb'])} |"
-        )
+        out.append(f"| `{r['b']}` ({r['b_value']}) vs `{r['a']}` ({r['a_value']}) | {r['seeds']} | "
+                   f"{_fmt(*r['acc'], 2)} | {_fmt(*r['ce'], 3)} | {' '.join(f'{v:+.1f}' for v in r['acc_cb'])} |")
     return '\n'.join(out)
 
 def teacher_table(runs) -> str|None:
@@ -465,21 +332,14 @@ def teacher_table(runs) -> str|None:
         s = r['summary']
         if s and s['finished'] and s['heldout_teacher_acc'] is not None: groups.setdefault(r['group'], []).append(s)
     if not groups: return None
-    out = [
-        '| configuration | seeds | held-out acc %, free-running | teacher-forced | held-out CE, free-running | teacher-forced | '
-        'teacher-forced acc % per codebook |',
-        '|---|---|---|---|---|---|---|',
-    ]
+    out = ['| configuration | seeds | held-out acc %, free-running | teacher-forced | held-out CE, free-running '
+           '| teacher-forced | teacher-forced acc % per codebook |', '|---|---|---|---|---|---|---|']
     for g, ss in groups.items():
         c = lambda k, scale=1, digits=1: _fmt(*ci95([scale * s[k] for s in ss]), digits)
-        cb = ' '.join(
-            f"{100 * sum(s['heldout_teacher_acc_cb'][k] for s in ss) / len(ss):.0f}"
-            for k in range(len(ss[0]['heldout_teacher_acc_cb']))
-        )
-        out.append(
-            f"| {g} | {len(ss)} | {c('heldout_acc', 100)} | {c('heldout_teacher_acc', 100)} | {c('heldout_ce', 1, 2)} | "
-            f"{c('heldout_teacher_ce', 1, 2)} | {cb} |"
-        )
+        cb = ' '.join(f"{100 * sum(s['heldout_teacher_acc_cb'][k] for s in ss) / len(ss):.0f}"
+                      for k in range(len(ss[0]['heldout_teacher_acc_cb'])))
+        out.append(f"| {g} | {len(ss)} | {c('heldout_acc', 100)} | {c('heldout_teacher_acc', 100)} | "
+                   f"{c('heldout_ce', 1, 2)} | {c('heldout_teacher_ce', 1, 2)} | {cb} |")
     return '\n'.join(out)
 
 PAIRED_FACTORS = ('arch', 'heads', 'text_direction', 'style_direction', 'kernels', 'expand', 'd_model', 'embed_dim')
@@ -491,8 +351,7 @@ def paired_sections(runs) -> str:
         rows = paired_differences(runs, f)
         if rows: parts.append(f'### {f}: paired by seed, b − a\n\n' + paired_markdown(rows))
     if not parts: return ''
-    return (
-        '\n## Paired differences (held-out)\n\nConfigurations that differ in one setting only, compared seed by seed '
-        '(the same seed gives both runs the same data order and split), so the configuration-to-configuration spread '
-        'of seeds cancels: mean ± 95% CI of b − a over the seeds both finished.\n\n' + '\n\n'.join(parts) + '\n'
-    )
+    return ('\n## Paired differences (held-out)\n\nConfigurations that differ in one setting only, compared seed by '
+            'seed (the same seed gives both runs the same data order and split), so the configuration-to-configuration '
+            'spread of seeds cancels: mean ± 95% CI of b − a over the seeds both finished.\n\n'
+            + '\n\n'.join(parts) + '\n')

@@ -111,10 +111,8 @@ class ModelConfig:
             raise ValueError(f"kernels must be a pair of odd positive ints or one of {', '.join(KERNEL_PAIRS)}, "
                              f"got {self.kernels!r}")
         if self.arch == 'mamba2' and self.d_inner % self.headdim:
-            raise ValueError(
-                f"Mamba-2: d_inner {self.d_inner} (expand {self.expand} × d_model {self.d_model}) is not a multiple "
-                f"of headdim {self.headdim}"
-            )
+            raise ValueError(f"Mamba-2: d_inner {self.d_inner} (expand {self.expand} × d_model {self.d_model}) "
+                             f"is not a multiple of headdim {self.headdim}")
         if self.arch == 'transformer' and self.d_model % self.n_heads:
             raise ValueError(f"d_model {self.d_model} is not divisible by n_heads {self.n_heads}")
         return self
@@ -158,7 +156,8 @@ class TrainConfig:
 
 # %% ../nbs/00_config.ipynb #4c0f3287
 def depth(L: int) -> dict:
-    "The study's depth split for a depth `L`: text encoder L blocks, audio processor 3L (the style extractor is left as is)."
+    """The study's depth split for a depth `L`: text encoder L blocks, audio processor 3L
+    (the style extractor is left as is)."""
     return dict(text_layers=L, audio_layers=3 * L)
 
 def _grid(L, H, E): return dict(arch='pure', d_model=H, expand=E, style_layers=2, **depth(L))
@@ -182,15 +181,9 @@ STUDY_RESULTS = {
     'phase1-transformer': dict(params=5_735_297, ms=17.22, mb=224, final=100.0),
     'phase1-hybrid': dict(params=3_165_569, ms=11.07, mb=183, final=100.0),
     'phase2-pure': dict(params=38_015_746, ms=112.4, step_95=533, peak=98.3),
-    **{
-        f'phase2-hybrid-{k}': dict(params=42_577_794, ms=ms, step_95=s95, peak=pk)
-        for k, ms, s95, pk in zip(
-            KERNEL_PAIRS,
-            (134.0, 144.5, 139.2, 141.1, 143.2),
-            (578, 691, 667, 676, None),
-            (98.3, 98.3, 98.3, 98.3, 80.0),
-        )
-    },
+    **{f'phase2-hybrid-{k}': dict(params=42_577_794, ms=ms, step_95=s95, peak=pk) for k, ms, s95, pk in
+       zip(KERNEL_PAIRS, (134.0, 144.5, 139.2, 141.1, 143.2), (578, 691, 667, 676, None),
+           (98.3, 98.3, 98.3, 98.3, 80.0))},
     'L4_H768_E1.5': dict(params=64_800_000, ms=528, step_95=362, peak=99.4),
     'L12_H768_E1.5': dict(peak=96.8),
 }

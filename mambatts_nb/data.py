@@ -64,10 +64,10 @@ class Utterance:
     @property
     def n_frames(self): return self.codes.shape[1]
 
-def synth_utterance(
-    text: str, codec: Codec, uid: str = '', voice: str = 'pl', rate: int | None = None, speaker: str = ''
-) -> Utterance:
-    "Speak `text` with espeak-ng's `voice` at `rate`, encode it, and derive exact frame durations (cached by text, voice and codec)."
+def synth_utterance(text: str, codec: Codec, uid: str = '', voice: str = 'pl', rate: int|None = None,
+                    speaker: str = '') -> Utterance:
+    """Speak `text` with espeak-ng's `voice` at `rate`, encode it, and derive exact frame durations
+    (cached by text, voice and codec)."""
     key = (CACHE_VERSION, codec.key, text) + (() if (voice, rate) == ('pl', None) else (voice, rate))
     path = cache_dir()/'tokens'/f'{_sha(*key)}.pt'
     if path.exists():
@@ -75,14 +75,8 @@ def synth_utterance(
         except Exception: path.unlink()                     # a corrupt cache entry is rebuilt
     sp = speak(text, voice, rate)
     codes = codec.encode(to_24k(sp.audio, sp.sample_rate))
-    u = Utterance(
-        uid or _sha(text),
-        sp.text,
-        sp.phonemes,
-        codes,
-        frame_durations(sp.starts, len(sp.audio), codes.shape[1]),
-        speaker,
-    )
+    u = Utterance(uid or _sha(text), sp.text, sp.phonemes, codes,
+                  frame_durations(sp.starts, len(sp.audio), codes.shape[1]), speaker)
     atomic_save(vars(u), path)
     return u
 
@@ -106,10 +100,8 @@ def calibration_sentences() -> list:
     return split(corpus_sentences(), TrainConfig.heldout)[0]
 
 def _calibration_audio() -> list:
-    return [
-        to_24k(s.audio, s.sample_rate)
-        for s in map(speak, tqdm(calibration_sentences(), desc='codec calibration audio'))
-    ]
+    return [to_24k(s.audio, s.sample_rate)
+            for s in map(speak, tqdm(calibration_sentences(), desc='codec calibration audio'))]
 
 def _calibration_key() -> str: return _sha(CACHE_VERSION, *calibration_sentences())
 
@@ -119,8 +111,9 @@ def default_codec(mode: str|None = None):
     return load_codec(mode, calibration=_calibration_audio, calibration_key=_calibration_key())
 
 @call_parse
-# where to write (default: the file the package ships, mambatts_nb/spectral_codec.safetensors)
-def calibrate_cli(out: str = None):
+def calibrate_cli(
+    out: str = None,  # where to write (default: the file the package ships, mambatts_nb/spectral_codec.safetensors)
+):
     "Refit the spectral codec on the embedded corpus's calibration sentences and write it (what the package ships)."
     key = state_key('spectral', _calibration_key())
     path = write_spectral(calibrate_spectral(_calibration_audio()), key, out or files('mambatts_nb')/SHIPPED_SPECTRAL)
@@ -161,10 +154,9 @@ def require_durations(utts, source: str):
     "Raise a `ValueError` when any utterance lacks phoneme durations."
     missing = [u.id for u in utts if u.durations is None]
     if missing:
-        raise ValueError(
-            f'{source}: {len(missing)} utterance(s) have no phoneme durations (e.g. {missing[0]!r}); '
-            'learn them with `mambatts align <folder>` (align.align_folder), or use data="fragment" or "corpus".'
-        )
+        raise ValueError(f'{source}: {len(missing)} utterance(s) have no phoneme durations (e.g. {missing[0]!r}); '
+                         'learn them with `mambatts align <folder>` (align.align_folder), '
+                         'or use data="fragment" or "corpus".')
 
 # %% ../nbs/04_data.ipynb #88f89796
 @dataclass

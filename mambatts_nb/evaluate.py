@@ -22,8 +22,8 @@ __all__ = ['evaluate', 'teacher_forced', 'evaluate_run', 'evaluate_cli', 'heldou
 # %% ../nbs/08c_evaluate.ipynb #a8c918de
 @torch.no_grad()
 def evaluate(model, utts, vocab, device, batch_size=8, teacher: bool = False) -> dict:
-    """Accuracy (all codebooks and each), cross-entropy per codebook (nats) and duration accuracy on `utts`, given the true
-    durations (hierarchical heads read their own lower codebooks, as at inference; with `teacher`, the true ones);
+    """Accuracy (all codebooks and each), cross-entropy per codebook (nats) and duration accuracy on `utts`, given the
+    true durations (hierarchical heads read their own lower codebooks, as at inference; with `teacher`, the true ones);
     for a model with speakers also the accuracy of each speaker's utterances (`heldout_acc_by_speaker`)."""
     model.eval()
     hits, ce, n, dhits, dn = torch.zeros(N_CODEBOOKS), torch.zeros(N_CODEBOOKS), 0, 0.0, 0
@@ -32,13 +32,11 @@ def evaluate(model, utts, vocab, device, batch_size=8, teacher: bool = False) ->
         b = collate(utts[i:i+batch_size], vocab, model.cfg.speakers).to(device)
         logits, log_dur, _ = forward_batch(model, b, teacher)
         m = b.frame_mask
-        # (frames, 8, V), (frames, 8)
-        valid, codes = logits.transpose(1, 2)[m].float(), b.codes.transpose(1, 2)[m]
+        valid, codes = logits.transpose(1, 2)[m].float(), b.codes.transpose(1, 2)[m]   # (frames, 8, V), (frames, 8)
         right = valid.argmax(-1) == codes
         hits += right.sum(0).cpu()
         if model.cfg.speakers:
-            # the batch row of each frame
-            row = torch.arange(m.shape[0], device=m.device)[:, None].expand_as(m)[m]
+            row = torch.arange(m.shape[0], device=m.device)[:, None].expand_as(m)[m]   # the batch row of each frame
             for r, u in enumerate(utts[i:i+batch_size]):
                 h = by_speaker.setdefault(u.speaker, [0, 0])
                 h[0] += int(right[row == r].sum())
@@ -49,21 +47,15 @@ def evaluate(model, utts, vocab, device, batch_size=8, teacher: bool = False) ->
         dhits += duration_accuracy(log_dur, b.durations, b.phoneme_mask) * pm
         dn += pm
     model.train()
-    return dict(
-        heldout_acc=(hits.sum() / (n * N_CODEBOOKS)).item(),
-        heldout_acc_cb=(hits / n).tolist(),
-        heldout_ce=(ce / n).mean().item(),
-        heldout_ce_cb=(ce / n).tolist(),
-        heldout_dur_acc=dhits / dn,
-        **({'heldout_acc_by_speaker': {k: h / t for k, (h, t) in sorted(by_speaker.items())}} if by_speaker else {}),
-    )
+    return dict(heldout_acc=(hits.sum() / (n * N_CODEBOOKS)).item(), heldout_acc_cb=(hits / n).tolist(),
+                heldout_ce=(ce / n).mean().item(), heldout_ce_cb=(ce / n).tolist(), heldout_dur_acc=dhits / dn,
+                **({'heldout_acc_by_speaker': {k: h / t for k, (h, t) in sorted(by_speaker.items())}}
+                   if by_speaker else {}))
 
 def teacher_forced(ev: dict) -> dict:
     "`evaluate(…, teacher=True)`'s token measures renamed heldout_teacher_*, to sit beside the free-running ones."
-    return {
-        k.replace('heldout', 'heldout_teacher'): ev[k]
-        for k in ('heldout_acc', 'heldout_acc_cb', 'heldout_ce', 'heldout_ce_cb')
-    }
+    return {k.replace('heldout', 'heldout_teacher'): ev[k]
+            for k in ('heldout_acc', 'heldout_acc_cb', 'heldout_ce', 'heldout_ce_cb')}
 
 # %% ../nbs/08c_evaluate.ipynb #16bf61af
 def evaluate_run(run_dir, teacher: bool = False, device='cpu', save: bool = False) -> dict:
@@ -76,9 +68,8 @@ def evaluate_run(run_dir, teacher: bool = False, device='cpu', save: bool = Fals
     model, vocab, config = load_run(run_dir, device)
     _, held, _, _ = run_data(config)
     if not held:
-        raise ValueError(
-            f"{str(run_dir)!r} was trained on {config['train']['data']!r}, which has no held-out utterances"
-        )
+        raise ValueError(f"{str(run_dir)!r} was trained on {config['train']['data']!r}, "
+                         "which has no held-out utterances")
     ev = evaluate(model, held, vocab, torch.device(device), teacher=teacher)
     if not teacher: return ev
     ev = teacher_forced(ev)
@@ -90,13 +81,12 @@ def evaluate_run(run_dir, teacher: bool = False, device='cpu', save: bool = Fals
     return ev
 
 @call_parse
-# a finished run directory trained with held-out data (corpus protocols, folders)
-def evaluate_cli(run_dir: str,
-                 # hierarchical heads read the true lower codebooks (else their own, as at inference)
-                 teacher: bool = False,
-                 device: str = 'cpu',    # cpu or cuda
-                 # with --teacher: add those measures to the run's summary.json (older runs lack them)
-                 save: bool = False):
+def evaluate_cli(
+    run_dir: str,           # a finished run directory trained with held-out data (corpus protocols, folders)
+    teacher: bool = False,  # hierarchical heads read the true lower codebooks (else their own, as at inference)
+    device: str = 'cpu',    # cpu or cuda
+    save: bool = False,     # with --teacher: add those measures to the run's summary.json (older runs lack them)
+):
     "Print a finished run's held-out measures as JSON, recomputed from its model.safetensors."
     print(json.dumps(evaluate_run(run_dir, teacher, device, save), indent=1))
 
@@ -104,15 +94,15 @@ def evaluate_cli(run_dir: str,
 @torch.no_grad()
 def heldout_audio(model, held, train, vocab, codec, device, n: int = 4) -> dict:
     """How the model sounds on held-out text: mean log-mel distance, over the first `n` held-out utterances, between the
-    codec's decoding of the model's codes (argmax, reference durations) and the codec's own round trip of the true codes;
-    beside it the same distance for the majority code of each codebook at every frame (what guessing sounds like).
-    0 would be a model whose codes sound like the truth through this codec. Also, between the same two signals, the
-    DTW-aligned mel-cepstral distortion, log-F0 RMSE and voiced/unvoiced error of `generate.audio_measures`."""
+    codec's decoding of the model's codes (argmax, reference durations) and the codec's own round trip of the true
+    codes; beside it the same distance for the majority code of each codebook at every frame (what guessing sounds
+    like). 0 would be a model whose codes sound like the truth through this codec. Also, between the same two signals,
+    the DTW-aligned mel-cepstral distortion, log-F0 RMSE and voiced/unvoiced error of `generate.audio_measures`."""
     was, majority = model.training, majority_codes(u.codes for u in train)                  # (8,)
     model.eval()
     d = dict(generated=[], majority=[], mcd_db=[], log_f0_rmse_cents=[], vuv_error=[])
     for u in held[:n]:
-        # (8, t)
+        # codes (8, t)
         codes = forward_batch(model, collate([u], vocab, model.cfg.speakers).to(device))[0][0].argmax(-1).cpu()
         truth, gen = codec.decode(u.codes), codec.decode(codes)
         d['generated'].append(log_mel_distance(gen, truth))

@@ -28,24 +28,24 @@ def _speaker(model, speaker, ref: Utterance, dev):
     return None if sp is None else sp.to(dev)
 
 def synthesise(model, vocab, texts, ref: Utterance, speed: float = 1.0, speaker: str|None = None) -> list:
-    """For each text: phonemes, predicted durations (P,), codes (8, T) and the speaker spoken as. Style from `ref`'s codes;
-    for a model with speakers the voice of `speaker` (default: `ref`'s speaker if the model knows it, else its first)."""
+    """For each text: phonemes, predicted durations (P,), codes (8, T) and the speaker spoken as. Style from `ref`'s
+    codes; for a model with speakers the voice of `speaker` (default: `ref`'s speaker if the model knows it, else its
+    first)."""
     dev = next(model.parameters()).device
     sp, out = _speaker(model, speaker, ref, dev), []
     for text in ([texts] if isinstance(texts, str) else texts):
         ph = phonemize(text)
         ids = torch.tensor([vocab.encode(ph, strict=True)], device=dev)
-        codes, dur, fm = model.generate(
-            ids, ids != 0, ref.codes[None].to(dev), torch.ones(1, ref.n_frames, dtype=torch.bool, device=dev), speed, sp
-        )
+        codes, dur, fm = model.generate(ids, ids != 0, ref.codes[None].to(dev),
+                                        torch.ones(1, ref.n_frames, dtype=torch.bool, device=dev), speed, sp)
         out.append(dict(text=text, phonemes=ph, durations=dur[0].cpu(), codes=codes[0, :, :int(fm.sum())].cpu(),
                         speaker=None if sp is None else model.cfg.speakers[int(sp)]))
     return out
 
-def write_samples(
-    run_dir, model, vocab, codec, ref: Utterance, texts=TEST_PROMPTS, speed: float = 1.0, speaker: str | None = None
-) -> list:
-    "Write samples/*.wav (reference decoded, reference text generated, each prompt; in `speaker`'s voice) and samples.json with measures."
+def write_samples(run_dir, model, vocab, codec, ref: Utterance, texts=TEST_PROMPTS, speed: float = 1.0,
+                  speaker: str|None = None) -> list:
+    """Write samples/*.wav (reference decoded, reference text generated, each prompt; in `speaker`'s voice)
+    and samples.json with measures."""
     d = Path(run_dir)/'samples'
     d.mkdir(parents=True, exist_ok=True)
     items = [('reference_codec', ref.text, ref.codes, None)]
@@ -72,9 +72,8 @@ def write_samples(
 
 # %% ../nbs/10_generate.ipynb #05cfa931
 @torch.no_grad()
-def stream_audio(
-    model, vocab, codec, text: str, ref: Utterance, speed: float = 1.0, chunk: int = 50, speaker: str | None = None
-):
+def stream_audio(model, vocab, codec, text: str, ref: Utterance, speed: float = 1.0, chunk: int = 50,
+                 speaker: str|None = None):
     "Yield (codes (8, t), audio (t·320,)) chunk by chunk for `text` (voice as in `synthesise`)."
     dev = next(model.parameters()).device
     ids = torch.tensor([vocab.encode(phonemize(text), strict=True)], device=dev)
@@ -98,8 +97,9 @@ def _median_f0(wavs) -> tuple:
     return (float(np.median(v)) if len(v) else None), float(len(v) / max(1, len(f)))
 
 def speaker_f0(run_dir, n: int = 8) -> list:
-    """Per speaker of a multi-speaker run: the median F0 of `n` held-out sentences generated in its voice (one fixed style
-    reference for all), and of up to `n` of its own held-out recordings through the codec. One dict per speaker."""
+    """Per speaker of a multi-speaker run: the median F0 of `n` held-out sentences generated in its voice (one fixed
+    style reference for all), and of up to `n` of its own held-out recordings through the codec. One dict per
+    speaker."""
     model, vocab, config = load_run(run_dir)
     if not model.cfg.speakers: raise ValueError(f'{str(run_dir)!r} is a one-speaker run: there is no speaker to choose')
     _, held, _, codec = run_data(config)
@@ -109,23 +109,13 @@ def speaker_f0(run_dir, n: int = 8) -> list:
         gen = [codec.decode(g['codes']) for g in synthesise(model, vocab, texts, ref, speaker=name)]
         own = [codec.decode(u.codes) for u in [u for u in held if u.speaker == name][:n]]
         (f_gen, v_gen), (f_true, v_true) = _median_f0(gen), _median_f0(own)
-        rows.append(
-            dict(
-                speaker=name,
-                generated_f0_hz=f_gen,
-                generated_voiced=v_gen,
-                true_f0_hz=f_true,
-                true_voiced=v_true,
-                n_generated=len(gen),
-                n_true=len(own),
-            )
-        )
+        rows.append(dict(speaker=name, generated_f0_hz=f_gen, generated_voiced=v_gen, true_f0_hz=f_true,
+                         true_voiced=v_true, n_generated=len(gen), n_true=len(own)))
     return rows
 
 # %% ../nbs/10_generate.ipynb #5fd02caf
-def synthesise_to_wav(
-    run, text: str, out=None, speed: float = 1.0, chunk: int = 0, ref: int = 0, speaker: str | None = None
-):
+def synthesise_to_wav(run, text: str, out=None, speed: float = 1.0, chunk: int = 0, ref: int = 0,
+                      speaker: str|None = None):
     """Speak `text` with the run in `run` (style of corpus utterance `ref`, voice of `speaker` for a multi-speaker run;
     streamed when `chunk` > 0) into a 24 kHz WAV. Returns the path and the codec."""
     model, vocab, config = load_run(run)
@@ -134,7 +124,8 @@ def synthesise_to_wav(
         print(f"warning: run trained with codec {config['codec_key']}, decoding with {codec.key}")
     if chunk:
         audio = torch.cat([a for _, a in stream_audio(model, vocab, codec, text, reference, speed, chunk, speaker)])
-    else: audio = codec.decode(synthesise(model, vocab, text, reference, speed, speaker)[0]['codes'])
+    else:
+        audio = codec.decode(synthesise(model, vocab, text, reference, speed, speaker)[0]['codes'])
     out = Path(out or Path(run)/'samples'/'generated.wav')
     out.parent.mkdir(parents=True, exist_ok=True)
     sf.write(out, audio.clamp(-1, 1).numpy(), SAMPLE_RATE)

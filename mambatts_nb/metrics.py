@@ -71,18 +71,15 @@ def majority_codes(codes, codebook_size: int = CODEBOOK_SIZE) -> torch.Tensor:
     return code_counts(codes, codebook_size).argmax(1)
 
 def code_baselines(train_codes, eval_codes, codebook_size: int = CODEBOOK_SIZE) -> dict:
-    "Majority-code accuracy and unigram cross-entropy (nats) per codebook of `eval_codes`, fitted on `train_codes` (lists of (8, T))."
+    """Majority-code accuracy and unigram cross-entropy (nats) per codebook of `eval_codes`,
+    fitted on `train_codes` (lists of (8, T))."""
     counts, ev = code_counts(train_codes, codebook_size), torch.cat(list(eval_codes), 1)       # (8, V), (8, M)
     logp = torch.log((counts + 1) / (counts + 1).sum(1, keepdim=True))
     majority = counts.argmax(1)                                                                # (8,)
     acc = (ev == majority[:, None]).double().mean(1)
     ce = -logp.gather(1, ev).mean(1)
-    return dict(
-        majority_acc=acc.mean().item(),
-        majority_acc_cb=acc.tolist(),
-        unigram_ce=ce.mean().item(),
-        unigram_ce_cb=ce.tolist(),
-    )
+    return dict(majority_acc=acc.mean().item(), majority_acc_cb=acc.tolist(), unigram_ce=ce.mean().item(),
+                unigram_ce_cb=ce.tolist())
 
 # %% ../nbs/08_metrics.ipynb #cabbd50c
 class StepTimer:
@@ -105,9 +102,10 @@ def _storage_bytes(tensors) -> int:
     return sum(seen.values())
 
 def tensor_peak_mb(fn, device, alive=()):
-    """Run `fn()`; return its result and the peak MB of live tensors while it ran: on CUDA `torch.cuda.max_memory_allocated`; on a
-    CPU the bytes of the tensors in `alive` (e.g. parameters, gradients, optimiser state) plus the running sum of the
-    allocations and frees the profiler saw during `fn` — the same definition, not the process's resident memory."""
+    """Run `fn()`; return its result and the peak MB of live tensors while it ran: on CUDA
+    `torch.cuda.max_memory_allocated`; on a CPU the bytes of the tensors in `alive` (e.g. parameters, gradients,
+    optimiser state) plus the running sum of the allocations and frees the profiler saw during `fn` — the same
+    definition, not the process's resident memory."""
     device = torch.device(device)
     if device.type == 'cuda':
         torch.cuda.reset_peak_memory_stats(device)
@@ -117,9 +115,8 @@ def tensor_peak_mb(fn, device, alive=()):
         warnings.filterwarnings('ignore', message='.*Profiler clears events')
         with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU], profile_memory=True) as prof:
             out = fn()
-    events = sorted(
-        (e for e in prof.profiler.kineto_results.events() if e.name() == '[memory]'), key=lambda e: e.start_ns()
-    )
+    events = sorted((e for e in prof.profiler.kineto_results.events() if e.name() == '[memory]'),
+                    key=lambda e: e.start_ns())
     cur = peak = 0
     for e in events:
         cur += e.nbytes()
@@ -135,9 +132,8 @@ def state_tensors(model, opt=None) -> list:
 def git_commit(path='.') -> str:
     "The git commit of `path` (with '+dirty' when there are uncommitted changes), or '' outside git."
     try:
-        run = lambda *a: subprocess.run(
-            ['git', *a], cwd=path, capture_output=True, text=True, timeout=10
-        ).stdout.strip()
+        run = lambda *a: subprocess.run(['git', *a], cwd=path, capture_output=True, text=True,
+                                        timeout=10).stdout.strip()
         c = run('rev-parse', 'HEAD')
         return c + ('+dirty' if c and run('status', '--porcelain', '--untracked-files=no') else '')
     except (OSError, subprocess.SubprocessError): return ''
@@ -148,15 +144,10 @@ def run_record() -> dict:
     for p in ('mambatts-nb', 'torch', 'torchaudio', 'encodec', 'numpy', 'espeakng-loader', 'mamba-ssm'):
         try: pkgs[p] = importlib.metadata.version(p)
         except importlib.metadata.PackageNotFoundError: pkgs[p] = None
-    return dict(
-        python=sys.version.split()[0],
-        platform=platform.platform(),
-        processor=platform.processor(),
-        torch_threads=torch.get_num_threads(),
-        cuda=torch.cuda.get_device_name() if torch.cuda.is_available() else None,
-        git_commit=git_commit(Path(__file__).parent if '__file__' in globals() else '.'),
-        packages=pkgs,
-    )
+    return dict(python=sys.version.split()[0], platform=platform.platform(), processor=platform.processor(),
+                torch_threads=torch.get_num_threads(),
+                cuda=torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+                git_commit=git_commit(Path(__file__).parent if '__file__' in globals() else '.'), packages=pkgs)
 
 # %% ../nbs/08_metrics.ipynb #fce07e52
 def mel_cepstra(wav: torch.Tensor, n: int = 13) -> torch.Tensor:
@@ -164,7 +155,8 @@ def mel_cepstra(wav: torch.Tensor, n: int = 13) -> torch.Tensor:
     return torch.from_numpy(scipy.fft.dct((log_mel(wav) * math.log(10)).numpy(), type=2, norm='ortho', axis=0)[1:n + 1])
 
 def dtw_path(cost) -> list:
-    "The monotonic alignment of least total cost through `cost` (n, m): (i, j) pairs from (0, 0) to (n-1, m-1), steps (1,1), (1,0), (0,1)."
+    """The monotonic alignment of least total cost through `cost` (n, m): (i, j) pairs from (0, 0) to (n-1, m-1),
+    steps (1,1), (1,0), (0,1)."""
     n, m = cost.shape
     D = np.full((n + 1, m + 1), np.inf)
     D[0, 0] = 0
@@ -177,9 +169,10 @@ def dtw_path(cost) -> list:
     return path[::-1]
 
 def f0_yin(wav, sample_rate=24000, hop=320, fmin=60.0, fmax=500.0, threshold=0.3, window=1024):
-    """F0 in Hz per 75 Hz frame (frame i centred on sample 320·i, like `log_mel`), 0 where unvoiced — YIN (de Cheveigné &
-    Kawahara 2002). `threshold` 0.3, not YIN's usual 0.1–0.15: espeak-ng's default voice came out voiced in 17% of its
-    frames at 0.15 and 46% at 0.35 on the same sentence; its synthetic periods are less regular than YIN assumes."""
+    """F0 in Hz per 75 Hz frame (frame i centred on sample 320·i, like `log_mel`), 0 where unvoiced — YIN
+    (de Cheveigné & Kawahara 2002). `threshold` 0.3, not YIN's usual 0.1–0.15: espeak-ng's default voice came out voiced
+    in 17% of its frames at 0.15 and 46% at 0.35 on the same sentence; its synthetic periods are less regular than YIN
+    assumes."""
     x = np.asarray(wav, dtype=np.float64)
     t_min, t_max = int(sample_rate / fmax), int(sample_rate / fmin) + 1
     n = len(x) // hop + 1
@@ -200,8 +193,7 @@ def f0_yin(wav, sample_rate=24000, hop=320, fmin=60.0, fmax=500.0, threshold=0.3
         if not below.size: continue
         t = t_min + below[0]
         while t + 1 < t_max and cm[i, t + 1] < cm[i, t]: t += 1
-        # parabolic refinement
-        if 0 < t < t_max - 1:
+        if 0 < t < t_max - 1:                                                            # parabolic refinement
             l, c, r = cm[i, t - 1], cm[i, t], cm[i, t + 1]
             den = l - 2 * c + r
             t = t + (0.5 * (l - r) / den if den > 0 else 0.0)
@@ -210,23 +202,21 @@ def f0_yin(wav, sample_rate=24000, hop=320, fmin=60.0, fmax=500.0, threshold=0.3
 
 def audio_measures(generated: torch.Tensor, reference: torch.Tensor) -> dict:
     """Between two 24 kHz waveforms: mean |Δ log10 mel| frame by frame over their common length (`log_mel_distance`),
-    log-F0 RMSE in cents over frames voiced in both and the voiced/unvoiced disagreement rate (`f0_yin`), both along
-    the cepstral DTW path; and mel-cepstral distortion in dB (Kubichek: (10 / ln 10) · sqrt(2 Σ Δc²) over c1..c13) along the DTW alignment of
-    their cepstra — generated speech has its own durations, and comparing frame t with frame t would mostly measure
-    the timing (a silence frame against a speech frame alone scores ~100 dB). Typical MCD: a few dB to ~20 dB."""
+    log-F0 RMSE in cents over frames voiced in both and the voiced/unvoiced disagreement rate (`f0_yin`), both along the
+    cepstral DTW path; and mel-cepstral distortion in dB (Kubichek: (10 / ln 10) · sqrt(2 Σ Δc²) over c1..c13) along the
+    DTW alignment of their cepstra — generated speech has its own durations, and comparing frame t with frame t would
+    mostly measure the timing (a silence frame against a speech frame alone scores ~100 dB). Typical MCD: a few dB to
+    ~20 dB."""
     n = min(len(generated), len(reference))
     if n < 2048: raise ValueError(f'audio too short to compare: {n} samples')
     c1, c2 = mel_cepstra(generated.float()), mel_cepstra(reference.float())                    # (13, T1), (13, T2)
     cost = torch.cdist(c1.T.double(), c2.T.double()).numpy()
     path = dtw_path(cost)
     mcd = (10 / math.log(10)) * math.sqrt(2) * float(np.mean([cost[i, j] for i, j in path]))
-    # same frame grid as the cepstra
-    f1, f2 = f0_yin(generated.float().numpy()), f0_yin(reference.float().numpy())
+    f1, f2 = f0_yin(generated.float().numpy()), f0_yin(reference.float().numpy())   # same frame grid as the cepstra
     pairs = [(f1[i], f2[j]) for i, j in path if i < len(f1) and j < len(f2)]
     both = [(a, b) for a, b in pairs if a > 0 and b > 0]
-    return dict(
-        log_mel_l1=log_mel_distance(generated[:n], reference[:n]),
-        mcd_db=mcd,
-        log_f0_rmse_cents=float(np.sqrt(np.mean([(1200 * np.log2(a / b)) ** 2 for a, b in both]))) if both else None,
-        vuv_error=float(np.mean([(a > 0) != (b > 0) for a, b in pairs])),
-    )
+    return dict(log_mel_l1=log_mel_distance(generated[:n], reference[:n]), mcd_db=mcd,
+                log_f0_rmse_cents=float(np.sqrt(np.mean([(1200 * np.log2(a / b)) ** 2 for a, b in both])))
+                if both else None,
+                vuv_error=float(np.mean([(a > 0) != (b > 0) for a, b in pairs])))

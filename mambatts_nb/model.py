@@ -98,7 +98,6 @@ class StyleExtractor(nn.Module):
 
 class AudioProcessor(nn.Module):
     "Frames (b, t, d) + style (b, d) → hidden frames (b, t, d)."
-
     def __init__(self, cfg):
         super().__init__()
         self.stack = Stack(cfg, cfg.audio_layers, 'audio')
@@ -120,7 +119,8 @@ class TTSModel(nn.Module):
         self.speaker = nn.Embedding(cfg.n_speakers, cfg.d_model) if cfg.n_speakers else None
 
     def encode_text(self, phonemes, phoneme_mask, speakers=None):
-        "Phoneme encodings (b, p, d), plus each row's speaker embedding when the model has speakers (`speakers` (b,) ids)."
+        """Phoneme encodings (b, p, d), plus each row's speaker embedding when the model has speakers
+        (`speakers` (b,) ids)."""
         h = self.text(phonemes, phoneme_mask)
         if self.speaker is None: return h
         if speakers is None:
@@ -128,7 +128,8 @@ class TTSModel(nn.Module):
         return h + self.speaker(speakers)[:, None]
 
     def speaker_id(self, name: str|None) -> torch.Tensor|None:
-        "(1,) id of speaker `name` (None: the first), or None for a one-speaker model; a clear error for a name it does not know."
+        """(1,) id of speaker `name` (None: the first), or None for a one-speaker model;
+        a clear error for a name it does not know."""
         names = self.cfg.speakers
         if not names:
             if name: raise ValueError(f'this model was trained on one speaker; it cannot speak as {name!r}')
@@ -139,9 +140,10 @@ class TTSModel(nn.Module):
         return torch.tensor([names.index(name)])
 
     def head_logits(self, x, codes=None):
-        """Logits (b, 8, t, V) of hidden frames x (b, t, d), as a view of a (b, t, 8, V) tensor (the layout `loss_fn` reads
-        without a copy). Flat heads are one matmul, their weights side by side. Hierarchical: head k reads x plus the
-        embeddings of codebooks < k — the true `codes` (b, 8, t) when given (teacher forcing), else the heads' own argmax."""
+        """Logits (b, 8, t, V) of hidden frames x (b, t, d), as a view of a (b, t, 8, V) tensor (the layout `loss_fn`
+        reads without a copy). Flat heads are one matmul, their weights side by side. Hierarchical: head k reads x plus
+        the embeddings of codebooks < k — the true `codes` (b, 8, t) when given (teacher forcing), else the heads' own
+        argmax."""
         if self.code_embeds is None:
             w, b = torch.cat([h.weight for h in self.heads]), torch.cat([h.bias for h in self.heads])
             return F.linear(x, w, b).unflatten(-1, (len(self.heads), -1)).transpose(1, 2)
@@ -173,10 +175,8 @@ class TTSModel(nn.Module):
     def generate_stream(self, phonemes, ref_codes, speed: float = 1.0, chunk: int = 50, speakers=None):
         """Streaming synthesis of one unpadded utterance: yields codes (1, 8, ≤chunk) chunk by chunk, the audio
         processor carrying its SSM and conv states; the chunks join to exactly `generate`'s codes."""
-        pm, rm = (
-            torch.ones_like(phonemes, dtype=torch.bool),
-            torch.ones(ref_codes.shape[0], ref_codes.shape[-1], dtype=torch.bool, device=ref_codes.device),
-        )
+        pm, rm = (torch.ones_like(phonemes, dtype=torch.bool),
+                  torch.ones(ref_codes.shape[0], ref_codes.shape[-1], dtype=torch.bool, device=ref_codes.device))
         h = self.encode_text(phonemes, pm, speakers)
         frames, _ = self.duration.regulate(h, self.duration.frames(self.duration(h, pm), pm, speed))
         x, states = frames + self.style(ref_codes, rm)[:, None], None
@@ -197,20 +197,18 @@ def loss_fn(logits, log_dur, batch, dur_weight: float = 1.0):
     m = batch.frame_mask
     target = batch.codes.transpose(1, 2).masked_fill(~m[..., None], -100)     # (b, t, 8); -100 = ignored
     lg = logits.transpose(1, 2)
-    tok = (
-        F.cross_entropy(lg.reshape(-1, lg.shape[-1]).float(), target.reshape(-1), ignore_index=-100, reduction='sum')
-        / m.sum()
-    )
+    tok = F.cross_entropy(lg.reshape(-1, lg.shape[-1]).float(), target.reshape(-1), ignore_index=-100,
+                          reduction='sum') / m.sum()
     pm = batch.phoneme_mask
     dur = F.mse_loss(log_dur[pm].float(), torch.log1p(batch.durations[pm].float()))
     return tok + dur_weight * dur, tok, dur
 
 def forward_batch(model, b, teacher: bool = False):
-    """The model on batch `b` with its true durations, its own codes as style reference. Hierarchical heads read the true
-    lower codebooks when `teacher` (the training loss), else their own predictions, as at inference (every evaluation)."""
-    return model(
-        b.phonemes, b.phoneme_mask, b.durations, b.codes, b.frame_mask, b.speakers, codes=b.codes if teacher else None
-    )
+    """The model on batch `b` with its true durations, its own codes as style reference. Hierarchical heads read the
+    true lower codebooks when `teacher` (the training loss), else their own predictions, as at inference
+    (every evaluation)."""
+    return model(b.phonemes, b.phoneme_mask, b.durations, b.codes, b.frame_mask, b.speakers,
+                 codes=b.codes if teacher else None)
 
 # %% ../nbs/07_model.ipynb #94b98cd4
 def param_table(presets=None, vocab_size: int = 58) -> list:
@@ -219,9 +217,8 @@ def param_table(presets=None, vocab_size: int = 58) -> list:
     for p in presets or [p for p in PRESETS if not p.startswith('L') or p in STUDY_PARAMS]:
         with torch.device('meta'): split = TTSModel(model_config(p, vocab_size=vocab_size)).param_split()
         study = STUDY_PARAMS.get(p)
-        rows.append(
-            dict(preset=p, arch=model_config(p).arch, **split, study=study, diff=study and split['total'] / study - 1)
-        )
+        rows.append(dict(preset=p, arch=model_config(p).arch, **split, study=study,
+                         diff=study and split['total'] / study - 1))
     return rows
 
 def print_param_table(presets=None, vocab_size: int = 58):

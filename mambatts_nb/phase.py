@@ -65,17 +65,15 @@ def phase_settings(phase: str, scale: str = 'cpu', steps: int|None = None, data:
                    batch_size: int|None = None, lr: float|None = None) -> dict:
     "Steps, data, batch size and learning rate of a phase: those given, else the phase's defaults, else the scale's."
     d = PHASE_DEFAULTS.get(str(phase), {})
-    return dict(
-        steps=steps or d.get('steps') or (1000 if scale == 'study' else 150),
-        data=data or d.get('data', 'fragment'),
-        batch_size=batch_size or d.get('batch_size', 1),
-        lr=lr or SCALE_LR[scale],
-    )
+    return dict(steps=steps or d.get('steps') or (1000 if scale == 'study' else 150),
+                data=data or d.get('data', 'fragment'), batch_size=batch_size or d.get('batch_size', 1),
+                lr=lr or SCALE_LR[scale])
 
 def phase_runs(phase: str, scale: str = 'cpu', seeds: int = 3, steps: int|None = None, data: str|None = None,
                device: str = 'auto', only: list|None = None, batch_size: int|None = None, lr: float|None = None,
                durations: str = 'exact') -> list:
-    "The (run name, group, train.ipynb parameters) of every configuration × seed of `phase`; names by `resolve_run_config`."
+    """The (run name, group, train.ipynb parameters) of every configuration × seed of `phase`;
+    names by `resolve_run_config`."""
     check_choice('phase', str(phase), list(PHASES))
     check_choice('scale', scale, SCALES)
     check_positive('seeds', seeds)
@@ -106,43 +104,26 @@ def run_one(nb, phase_dir, name: str, group: str, params: dict) -> str:
     (run_dir/'failed.json').unlink(missing_ok=True)
     t = time.perf_counter()
     try:
-        pm.execute_notebook(
-            nb,
-            run_dir / 'train.ipynb',
-            parameters=dict(params, out_dir=str(Path(phase_dir).parent), phase=Path(phase_dir).name, run_name=name),
-            cwd=str(Path(nb).parent),
-            progress_bar=False,
-            kernel_name='python3',
-        )
+        pm.execute_notebook(nb, run_dir/'train.ipynb',
+                            parameters=dict(params, out_dir=str(Path(phase_dir).parent), phase=Path(phase_dir).name,
+                                            run_name=name),
+                            cwd=str(Path(nb).parent), progress_bar=False, kernel_name='python3')
         return 'done'
     except Exception as e:
-        write_json(
-            run_dir / 'failed.json',
-            dict(
-                run=name,
-                group=group,
-                params=params,
-                error=f'{type(e).__name__}: {e}'[-4000:],
-                traceback=traceback.format_exc()[-4000:],
-                seconds=time.perf_counter() - t,
-            ),
-        )
+        write_json(run_dir/'failed.json',
+                   dict(run=name, group=group, params=params, error=f'{type(e).__name__}: {e}'[-4000:],
+                        traceback=traceback.format_exc()[-4000:], seconds=time.perf_counter() - t))
         return 'failed'
 
 def _submitit(executor: str, folder, partition, gpus_per_job, time_min, array_parallelism):
-    "A submitit executor: SLURM (partition, GPUs per job, time limit, array parallelism), or submitit's local one (subprocesses)."
+    """A submitit executor: SLURM (partition, GPUs per job, time limit, array parallelism),
+    or submitit's local one (subprocesses)."""
     import submitit
     if executor == 'slurm':
         ex = submitit.AutoExecutor(folder=folder, cluster='slurm')
-        ex.update_parameters(
-            timeout_min=time_min,
-            slurm_partition=partition,
-            gpus_per_node=gpus_per_job,
-            tasks_per_node=1,
-            cpus_per_task=8,
-            slurm_array_parallelism=array_parallelism,
-            name='mambatts',
-        )
+        ex.update_parameters(timeout_min=time_min, slurm_partition=partition, gpus_per_node=gpus_per_job,
+                             tasks_per_node=1, cpus_per_task=8, slurm_array_parallelism=array_parallelism,
+                             name='mambatts')
     else:
         ex = submitit.LocalExecutor(folder=folder)
         ex.update_parameters(timeout_min=time_min)
@@ -158,27 +139,13 @@ def _collect(job, run_dir, name, group, params) -> str:
         return 'failed'
 
 # %% ../nbs/14_phase.ipynb #08c4d402
-def run_phase(
-    phase: str,
-    scale: str = 'cpu',
-    seeds: int = 3,
-    steps: int | None = None,
-    data: str | None = None,
-    device: str = 'auto',
-    only: list | None = None,
-    out_dir=None,
-    progress: bool = True,
-    batch_size: int | None = None,
-    lr: float | None = None,
-    durations: str = 'exact',
-    executor: str = 'local',
-    partition: str | None = None,
-    gpus_per_job: int = 1,
-    time_min: int = 120,
-    array_parallelism: int = 16,
-) -> dict:
-    """Execute train.ipynb for every run of the phase into `<out_dir>/phase<phase>/`, here or as cluster jobs (`executor`);
-    returns {run name: 'done' | 'failed' | 'skipped'} once every run has ended."""
+def run_phase(phase: str, scale: str = 'cpu', seeds: int = 3, steps: int|None = None, data: str|None = None,
+              device: str = 'auto', only: list|None = None, out_dir=None, progress: bool = True,
+              batch_size: int|None = None, lr: float|None = None, durations: str = 'exact', executor: str = 'local',
+              partition: str|None = None, gpus_per_job: int = 1, time_min: int = 120,
+              array_parallelism: int = 16) -> dict:
+    """Execute train.ipynb for every run of the phase into `<out_dir>/phase<phase>/`, here or as cluster jobs
+    (`executor`); returns {run name: 'done' | 'failed' | 'skipped'} once every run has ended."""
     check_choice('executor', executor, EXECUTORS)
     nb = project_root(Path(__file__).parent if '__file__' in globals() else '.')/'nbs'/'train.ipynb'
     if not nb.is_file(): raise FileNotFoundError(f'{str(nb)!r} not found: run_phase needs the project checkout')
@@ -198,9 +165,7 @@ def run_phase(
         write_json(phase_dir/'jobs.json', {r[0]: j.job_id for r, j in zip(todo, jobs)})
         for (name, group, params), job in tqdm(list(zip(todo, jobs)), desc=f'phase {phase} jobs', disable=not progress):
             status[name] = _collect(job, phase_dir/name, name, group, params)
-    status = {name: status[name] for name, _, _ in runs}  # in the phase's order
-    write_json(
-        phase_dir / 'sweep.json',
-        dict(phase=phase, scale=scale, seeds=seeds, **s, durations=durations, executor=executor, status=status),
-    )
+    status = {name: status[name] for name, _, _ in runs}                   # in the phase's order
+    write_json(phase_dir/'sweep.json', dict(phase=phase, scale=scale, seeds=seeds, **s, durations=durations,
+                                            executor=executor, status=status))
     return status

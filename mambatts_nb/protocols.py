@@ -17,11 +17,10 @@ __all__ = ['prepare_data', 'run_data']
 def prepare_data(tcfg: TrainConfig, progress: bool = True):
     "Train and held-out utterances, the vocabulary and the codec for `tcfg.data`."
     codec, vocab = default_codec(), corpus_vocab()
-    if tcfg.data == 'corpus-multi':  # three espeak voices: exact durations
+    if tcfg.data == 'corpus-multi':                                             # three espeak voices: exact durations
         if tcfg.durations == 'learned':
-            raise ValueError(
-                "durations='learned' is measured on the one-voice corpus; corpus-multi has exact durations only"
-            )
+            raise ValueError("durations='learned' is measured on the one-voice corpus; "
+                             "corpus-multi has exact durations only")
         utts = load_corpus(None, codec, progress, multi=True)
         return (*split(utts, tcfg.heldout), data_vocab(u.phonemes for u in utts), codec)
     if tcfg.data in DATA_PROTOCOLS:
@@ -49,13 +48,12 @@ def prepare_data(tcfg: TrainConfig, progress: bool = True):
 
 def run_data(config: dict) -> tuple:
     """`prepare_data` for a finished run's recorded `config`: its train and held-out utterances, vocabulary and codec;
-    refused when today's training split differs from the one the run recorded (its held-out data would not be held out)."""
+    refused when today's training split differs from the one the run recorded (its held-out data would not be held
+    out)."""
     tcfg = TrainConfig(**config['train'])
     data = prepare_data(tcfg, progress=False)
     ids = config.get('train_ids') or []
     if [u.id for u in data[0]][:len(ids)] != ids:
-        raise ValueError(
-            f"the training split of {tcfg.data!r} today differs from the one run {config['group']!r} recorded: "
-            'its held-out data would not be held out'
-        )
+        raise ValueError(f"the training split of {tcfg.data!r} today differs from the one run {config['group']!r} "
+                         'recorded: its held-out data would not be held out')
     return data

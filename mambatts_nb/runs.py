@@ -72,7 +72,8 @@ def write_csv(path, header, rows):
 # %% ../nbs/01_runs.ipynb #38d5e1f1
 @dataclass(frozen=True)
 class Knob:
-    "One knob of a run, in the one table (`KNOBS`) that the `train.ipynb` parameters cell and `mambatts train` come from."
+    """One knob of a run, in the one table (`KNOBS`) that the `train.ipynb` parameters cell and
+    `mambatts train` come from."""
     name: str
     type: type
     default: object
@@ -86,69 +87,22 @@ class Knob:
 def _t(name): return getattr(TrainConfig, name)   # TrainConfig's default: the one home of each training default
 
 KNOBS = (
-    Knob(
-        'preset',
-        str,
-        'tiny',
-        'tiny | phase1-* | phase2-* | L{4,6,12}_H{256,384,512,768}_E{1.5,2.0,2.5,3.0} | phase4-E*',
-    ),
-    Knob(
-        'arch',
-        str,
-        None,
-        "pure | hybrid | transformer | mamba2 (default: the preset's; tiny is pure)",
-        'model',
-        tag='',
-        choices=ARCHS,
-    ),
-    Knob(
-        'kernels',
-        str,
-        None,
-        'hybrid kernels: small (3,5) | medium (5,7) | large (7,9) | multi (3,9) | xlarge (9,11)',
-        'model',
-        tag='k',
-        choices=tuple(KERNEL_PAIRS),
-    ),
-    Knob(
-        'heads',
-        str,
-        None,
-        'flat (8 independent codebook heads) | hierarchical (head k also reads codebooks < k)',
-        'model',
-        tag={'hierarchical': 'hier'},
-        choices=HEADS,
-    ),
-    Knob(
-        'text_direction',
-        str,
-        None,
-        'Mamba text encoder: forward | bidirectional',
-        'model',
-        tag={'bidirectional': 'bitext'},
-        choices=TEXT_DIRECTIONS,
-    ),
-    Knob(
-        'style_direction',
-        str,
-        None,
-        'Mamba style extractor: backward | bidirectional',
-        'model',
-        tag={'bidirectional': 'bistyle'},
-        choices=STYLE_DIRECTIONS,
-    ),
-    Knob(
-        'bidir_combine',
-        str,
-        None,
-        'bidirectional blocks: sum | concat (then a Linear back to d_model)',
-        'model',
-        tag={'concat': 'cat'},
-        choices=BIDIR_COMBINES,
-    ),
-    Knob(
-        'layers', int, None, "depth L of the study's split: text encoder L blocks, audio processor 3L", 'model', tag='L'
-    ),
+    Knob('preset', str, 'tiny',
+         'tiny | phase1-* | phase2-* | L{4,6,12}_H{256,384,512,768}_E{1.5,2.0,2.5,3.0} | phase4-E*'),
+    Knob('arch', str, None, "pure | hybrid | transformer | mamba2 (default: the preset's; tiny is pure)", 'model',
+         tag='', choices=ARCHS),
+    Knob('kernels', str, None, 'hybrid kernels: small (3,5) | medium (5,7) | large (7,9) | multi (3,9) | xlarge (9,11)',
+         'model', tag='k', choices=tuple(KERNEL_PAIRS)),
+    Knob('heads', str, None, 'flat (8 independent codebook heads) | hierarchical (head k also reads codebooks < k)',
+         'model', tag={'hierarchical': 'hier'}, choices=HEADS),
+    Knob('text_direction', str, None, 'Mamba text encoder: forward | bidirectional', 'model',
+         tag={'bidirectional': 'bitext'}, choices=TEXT_DIRECTIONS),
+    Knob('style_direction', str, None, 'Mamba style extractor: backward | bidirectional', 'model',
+         tag={'bidirectional': 'bistyle'}, choices=STYLE_DIRECTIONS),
+    Knob('bidir_combine', str, None, 'bidirectional blocks: sum | concat (then a Linear back to d_model)', 'model',
+         tag={'concat': 'cat'}, choices=BIDIR_COMBINES),
+    Knob('layers', int, None, "depth L of the study's split: text encoder L blocks, audio processor 3L", 'model',
+         tag='L'),
     Knob('hidden', int, None, "d_model (default: the preset's)", 'model', 'd_model', 'H'),
     Knob('expand', float, None, "Mamba expand factor (default: the preset's)", 'model', tag='E'),
     Knob('embed_dim', int, None, 'phoneme embedding width, projected up to d_model when narrower', 'model', tag='e'),
@@ -157,32 +111,18 @@ KNOBS = (
     Knob('lr', float, _t('lr'), 'AdamW learning rate', 'train', tag='lr'),
     Knob('batch_size', int, _t('batch_size'), 'utterances per step (per process under torchrun)', 'train', tag='b'),
     Knob('seed', int, _t('seed'), 'model init and batch sampling', 'train'),
-    Knob(
-        'data',
-        str,
-        _t('data'),
-        "fragment (one utterance, the study's protocol) | corpus (20 held out) | "
-        'corpus-multi (3 voices) | [ljspeech|mailabs|commonvoice|mls:]<folder>',
-        'train',
-    ),
+    Knob('data', str, _t('data'), "fragment (one utterance, the study's protocol) | corpus (20 held out) | "
+         'corpus-multi (3 voices) | [ljspeech|mailabs|commonvoice|mls:]<folder>', 'train'),
     Knob('fragment', int, _t('fragment'), 'which corpus utterance the fragment protocol overfits', 'train', tag='f'),
-    Knob(
-        'durations',
-        str,
-        _t('durations'),
-        "fragment/corpus: exact (espeak's) | learned (the aligner's); a folder's are always learned",
-        'train',
-        tag='dur-',
-        choices=DURATION_SOURCES,
-    ),
+    Knob('durations', str, _t('durations'), "fragment/corpus: exact (espeak's) | learned (the aligner's); "
+         "a folder's are always learned", 'train', tag='dur-', choices=DURATION_SOURCES),
     Knob('device', str, _t('device'), 'auto | cpu | cuda', 'train', choices=DEVICES),
     Knob('phase', str, 'train', 'results go to <out_dir>/<phase>/<run name>/'),
     Knob('run_name', str, None, 'default: the preset, then the knobs that differ from it, data, seed'),
     Knob('out_dir', str, None, "default: $MAMBATTS_OUTPUTS or the project's outputs/"),
     Knob('samples', bool, True, 'write samples/*.wav (measures in summary.json) when training ends'),
-    Knob(
-        'speaker', str, None, "several speakers: the samples' voice (default: the reference's if known, else the first)"
-    ),
+    Knob('speaker', str, None,
+         "several speakers: the samples' voice (default: the reference's if known, else the first)"),
 )
 KNOB = {k.name: k for k in KNOBS}
 
@@ -253,48 +193,36 @@ def knob_parser(prog: str = 'mambatts train') -> argparse.ArgumentParser:
     for k in KNOBS:
         if k.type is bool:
             p.add_argument(f'--{k.name}', action=argparse.BooleanOptionalAction, default=k.default, help=k.help)
-        else: p.add_argument(f'--{k.name}', type=k.type, default=k.default, help=f'{k.help} (default: {k.default})')
+        else:
+            p.add_argument(f'--{k.name}', type=k.type, default=k.default, help=f'{k.help} (default: {k.default})')
     return p
 
 # %% ../nbs/01_runs.ipynb #550f3d9a
 SUMMARY_VERSION = 2     # 1: before the key table (no `version`; `samples` only when train.ipynb added them)
-SUMMARY_KEYS = {  # summary.json: each key and what it holds (accuracies are fractions, times seconds or ms)
+SUMMARY_KEYS = {        # summary.json: each key and what it holds (accuracies are fractions, times seconds or ms)
     'version': 'SUMMARY_VERSION of the writer',
     'finished': 'True: training ended (summary.json is written last, so it marks a finished run)',
-    'steps': 'steps trained',
-    'wall_s': 'training wall time, s',
-    'final_acc': "last step's training token accuracy",
-    'peak_acc': 'best training token accuracy of any step',
-    'final_dur_acc': "last step's duration accuracy",
-    'final_top10': "last step's top-10 token accuracy",
+    'steps': 'steps trained', 'wall_s': 'training wall time, s',
+    'final_acc': "last step's training token accuracy", 'peak_acc': 'best training token accuracy of any step',
+    'final_dur_acc': "last step's duration accuracy", 'final_top10': "last step's top-10 token accuracy",
     'acc_cb': "last step's training accuracy per codebook",
     'heldout_acc': 'held-out token accuracy at the end (None without held-out data)',
-    'peak_heldout_acc': 'best held-out accuracy of any evaluation',
-    'heldout_acc_cb': 'held-out accuracy per codebook',
-    'heldout_ce': 'held-out cross-entropy, nats',
-    'heldout_ce_cb': 'held-out cross-entropy per codebook',
+    'peak_heldout_acc': 'best held-out accuracy of any evaluation', 'heldout_acc_cb': 'held-out accuracy per codebook',
+    'heldout_ce': 'held-out cross-entropy, nats', 'heldout_ce_cb': 'held-out cross-entropy per codebook',
     'heldout_dur_acc': 'held-out duration accuracy',
     'heldout_by_speaker': '{speaker: {acc, majority_acc}} with several speakers',
     'heldout_teacher_acc': 'hierarchical heads given the true lower codebooks: held-out accuracy',
-    'heldout_teacher_acc_cb': '… per codebook',
-    'heldout_teacher_ce': '… cross-entropy',
+    'heldout_teacher_acc_cb': '… per codebook', 'heldout_teacher_ce': '… cross-entropy',
     'heldout_teacher_ce_cb': '… cross-entropy per codebook',
     'baselines': "guessing floors (metrics.code_baselines) and what they were measured on ('on')",
     'nats_gained': "unigram cross-entropy minus the model's, held out",
     'beats_majority': 'held-out accuracy > majority code',
     'heldout_audio': 'held-out audio measures (evaluate.heldout_audio)',
-    'step_95': 'first step at 95% training accuracy',
-    'step_99': '… at 99%',
-    'ms_per_step': 'median ms of fwd, bwd, opt and total after warm-up',
-    'tokens_per_s': 'median training tokens/s',
-    'tensor_peak_mb': 'peak live tensor MB of a step',
-    'params': 'parameter counts per component and total',
-    'codec': 'codec label',
-    'backend': 'selective-scan backend',
-    'device': 'device trained on',
-    'preset': 'preset name',
-    'group': 'run name without the seed',
-    'arch': 'backbone',
+    'step_95': 'first step at 95% training accuracy', 'step_99': '… at 99%',
+    'ms_per_step': 'median ms of fwd, bwd, opt and total after warm-up', 'tokens_per_s': 'median training tokens/s',
+    'tensor_peak_mb': 'peak live tensor MB of a step', 'params': 'parameter counts per component and total',
+    'codec': 'codec label', 'backend': 'selective-scan backend', 'device': 'device trained on',
+    'preset': 'preset name', 'group': 'run name without the seed', 'arch': 'backbone',
     'samples': 'samples/*.wav records with their measures (generate.write_samples), None when not written',
 }
 
@@ -305,7 +233,8 @@ def check_summary(summary: dict) -> dict:
     return {k: SUMMARY_VERSION if k == 'version' else summary[k] for k in SUMMARY_KEYS}
 
 def write_summary(run_dir, summary: dict) -> dict:
-    "Check `summary` against `SUMMARY_KEYS` and write it to `run_dir`/summary.json (atomically); returns what was written."
+    """Check `summary` against `SUMMARY_KEYS` and write it to `run_dir`/summary.json (atomically);
+    returns what was written."""
     summary = check_summary(summary)
     write_json(Path(run_dir)/'summary.json', summary)
     return summary

@@ -18,55 +18,31 @@ __all__ = ['MONTHS', 'ABBREVIATIONS', 'UNITS', 'ROMAN', 'POLISH_LETTERS', 'LETTE
 # %% ../nbs/02_text.ipynb #0a8b5f0d
 MONTHS = ('stycznia', 'lutego', 'marca', 'kwietnia', 'maja', 'czerwca', 'lipca', 'sierpnia', 'września', 'października',
           'listopada', 'grudnia')
-ABBREVIATIONS = {  # written form → spoken form; a dot in the key is part of the abbreviation
-    'nr': 'numer',
-    'Nr': 'numer',
-    'dr': 'doktor',
-    'Dr': 'doktor',
-    'prof.': 'profesor',
-    'Prof.': 'profesor',
-    'mgr': 'magister',
-    'inż.': 'inżynier',
-    'ul.': 'ulicy',
-    'al.': 'alei',
-    'pl.': 'plac',
-    'os.': 'osiedle',
-    'św.': 'święty',
-    'im.': 'imienia',
-    'np.': 'na przykład',
-    'tzn.': 'to znaczy',
-    'tj.': 'to jest',
-    'itd.': 'i tak dalej',
-    'itp.': 'i tym podobne',
-    'm.in.': 'między innymi',
-    'ok.': 'około',
-    'wg': 'według',
-    'godz.': 'godzina',
-    'ds.': 'do spraw',
+ABBREVIATIONS = {   # written form → spoken form; a dot in the key is part of the abbreviation
+    'nr': 'numer', 'Nr': 'numer', 'dr': 'doktor', 'Dr': 'doktor', 'prof.': 'profesor', 'Prof.': 'profesor',
+    'mgr': 'magister', 'inż.': 'inżynier', 'ul.': 'ulicy', 'al.': 'alei', 'pl.': 'plac', 'os.': 'osiedle',
+    'św.': 'święty', 'im.': 'imienia', 'np.': 'na przykład', 'tzn.': 'to znaczy', 'tj.': 'to jest',
+    'itd.': 'i tak dalej', 'itp.': 'i tym podobne', 'm.in.': 'między innymi', 'ok.': 'około', 'wg': 'według',
+    'godz.': 'godzina', 'ds.': 'do spraw',
 }
-UNITS = {  # after a number: (1, 2–4, 5+, fraction) — Polish numerals choose the noun's form
-    'zł': ('złoty', 'złote', 'złotych', 'złotego'),
-    'gr': ('grosz', 'grosze', 'groszy', 'grosza'),
-    'kg': ('kilogram', 'kilogramy', 'kilogramów', 'kilograma'),
-    'g': ('gram', 'gramy', 'gramów', 'grama'),
-    'km': ('kilometr', 'kilometry', 'kilometrów', 'kilometra'),
-    'm': ('metr', 'metry', 'metrów', 'metra'),
+UNITS = {   # after a number: (1, 2–4, 5+, fraction) — Polish numerals choose the noun's form
+    'zł': ('złoty', 'złote', 'złotych', 'złotego'), 'gr': ('grosz', 'grosze', 'groszy', 'grosza'),
+    'kg': ('kilogram', 'kilogramy', 'kilogramów', 'kilograma'), 'g': ('gram', 'gramy', 'gramów', 'grama'),
+    'km': ('kilometr', 'kilometry', 'kilometrów', 'kilometra'), 'm': ('metr', 'metry', 'metrów', 'metra'),
     'cm': ('centymetr', 'centymetry', 'centymetrów', 'centymetra'),
     'mm': ('milimetr', 'milimetry', 'milimetrów', 'milimetra'),
-    'l': ('litr', 'litry', 'litrów', 'litra'),
-    'min': ('minuta', 'minuty', 'minut', 'minuty'),
+    'l': ('litr', 'litry', 'litrów', 'litra'), 'min': ('minuta', 'minuty', 'minut', 'minuty'),
     'h': ('godzina', 'godziny', 'godzin', 'godziny'),
     'km/h': ('kilometr na godzinę', 'kilometry na godzinę', 'kilometrów na godzinę', 'kilometra na godzinę'),
     '%': ('procent', 'procent', 'procent', 'procent'),
     '°C': ('stopień Celsjusza', 'stopnie Celsjusza', 'stopni Celsjusza', 'stopnia Celsjusza'),
-    'tys.': ('tysiąc', 'tysiące', 'tysięcy', 'tysiąca'),
-    'mln': ('milion', 'miliony', 'milionów', 'miliona'),
-    'mld': ('miliard', 'miliardy', 'miliardów', 'miliarda'),
-    'r.': ('rok', 'lata', 'lat', 'roku'),
+    'tys.': ('tysiąc', 'tysiące', 'tysięcy', 'tysiąca'), 'mln': ('milion', 'miliony', 'milionów', 'miliona'),
+    'mld': ('miliard', 'miliardy', 'miliardów', 'miliarda'), 'r.': ('rok', 'lata', 'lat', 'roku'),
 }
 
 def plural_form(n: int, frac: bool = False) -> int:
-    "Which of a noun's (1, 2–4, 5+, fraction) forms a Polish numeral takes: 1 kilogram, 3 kilogramy, 5 kilogramów, 2,5 kilograma."
+    """Which of a noun's (1, 2–4, 5+, fraction) forms a Polish numeral takes: 1 kilogram, 3 kilogramy,
+    5 kilogramów, 2,5 kilograma."""
     if frac: return 3
     if n == 1: return 0
     return 1 if n % 10 in (2, 3, 4) and n % 100 not in (12, 13, 14) else 2
@@ -75,15 +51,9 @@ def ordinal(n: int, case: str = 'nom', gender: str = 'm') -> str:
     """n as a Polish ordinal in `case` (nom | gen | loc) and `gender` (m | f): only the ordinal words inflect
     ('tysiąc osiemset sześćdziesiątym trzecim'), the cardinal thousands and hundreds of a year stay."""
     words, cardinal = num2words(n, lang='pl', to='ordinal').split(), set(num2words(n, lang='pl').split())
-    ends = {
-        ('nom', 'm'): ('y', 'i'),
-        ('gen', 'm'): ('ego', 'iego'),
-        ('loc', 'm'): ('ym', 'im'),
-        ('nom', 'f'): ('a', 'ia'),
-        ('gen', 'f'): ('ej', 'iej'),
-        ('loc', 'f'): ('ej', 'iej'),
-        ('ins', 'f'): ('ą', 'ią'),
-    }[case, gender]
+    ends = {('nom', 'm'): ('y', 'i'), ('gen', 'm'): ('ego', 'iego'), ('loc', 'm'): ('ym', 'im'),
+            ('nom', 'f'): ('a', 'ia'), ('gen', 'f'): ('ej', 'iej'), ('loc', 'f'): ('ej', 'iej'),
+            ('ins', 'f'): ('ą', 'ią')}[case, gender]
     out = []
     for w in words:
         if w not in cardinal and w[-1] in 'yi': w = w[:-1] + (ends[0] if w[-1] == 'y' else ends[1])
@@ -100,38 +70,32 @@ def roman_value(s: str) -> int:
 def _number(s: str) -> str: return num2words(int(s), lang='pl')
 
 def expand_written(t: str) -> str:
-    "Times, years, dates, centuries, regnal numbers, money, units and abbreviations read out (cased, before `normalise` lowercases); each rule says which reading it chose where Polish leaves one."
-
-    # times: 'o 17:45' → 'o siedemnastej czterdzieści pięć'; 'od/do/przed/po 8:05' likewise in their case; bare '17:45' in
-    # the nominative; ':00' is not read ('o ósmej'); '8:05' reads its minutes 'zero pięć'.
+    """Times, years, dates, centuries, regnal numbers, money, units and abbreviations read out (cased,
+    before `normalise` lowercases); each rule says which reading it chose where Polish leaves one."""
+    # times: 'o 17:45' → 'o siedemnastej czterdzieści pięć'; 'od/do/przed/po 8:05' likewise in their case; bare '17:45'
+    # in the nominative; ':00' is not read ('o ósmej'); '8:05' reads its minutes 'zero pięć'.
     def time(m):
         prep, h, mi = m.group(1), int(m.group(2)), m.group(3)
-        case = {'o': 'loc', 'po': 'loc', 'od': 'gen', 'do': 'gen', 'przed': 'ins', 'około': 'gen', 'ok.': 'gen'}.get(
-            (prep or '').strip().lower(), 'nom'
-        )
+        case = {'o': 'loc', 'po': 'loc', 'od': 'gen', 'do': 'gen', 'przed': 'ins', 'około': 'gen',
+                'ok.': 'gen'}.get((prep or '').strip().lower(), 'nom')
         hour = ordinal(h, case, 'f') if h else 'zero'
         minutes = '' if mi == '00' else ('zero ' + _number(mi[1]) if mi[0] == '0' else _number(mi))
         return f"{prep or ''}{hour} {minutes}".rstrip()
     t = re.sub(r'(\b(?:[Oo]|[Pp]o|[Oo]d|[Dd]o|[Pp]rzed|około|ok\.) )?\b([01]?\d|2[0-3]):([0-5]\d)\b', time, t)
     # 'o 8 rano' → 'o ósmej rano': an hour before a part of the day is a feminine ordinal (locative after 'o')
-    t = re.sub(
-        r'\b([Oo]) (\d{1,2}) (rano|wieczorem|po południu|w nocy)\b',
-        lambda m: f"{m.group(1)} {ordinal(int(m.group(2)), 'loc', 'f')} {m.group(3)}",
-        t,
-    )
-
-    # years: 'w 1863 roku' / 'w 1863 r.' → locative ordinal; '1863 roku' otherwise genitive ('od 1863 roku', '5 maja 1863 roku')
+    t = re.sub(r'\b([Oo]) (\d{1,2}) (rano|wieczorem|po południu|w nocy)\b',
+               lambda m: f"{m.group(1)} {ordinal(int(m.group(2)), 'loc', 'f')} {m.group(3)}", t)
+    # years: 'w 1863 roku' / 'w 1863 r.' → locative ordinal; '1863 roku' otherwise genitive
+    # ('od 1863 roku', '5 maja 1863 roku')
     def year(m):
         w, y = m.group(1), int(m.group(2))
         return f"{w or ''}{ordinal(y, 'loc' if w and w.strip().lower() == 'w' else 'gen')} roku"
     t = re.sub(r'(\b[Ww] )?\b(\d{1,4}) (?:roku|r\.)', year, t)
     # dates: '5 maja' → 'piątego maja' (the day is a genitive ordinal); a year right after a month is one too
-    t = re.sub(
-        r'\b(\d{1,2}) (' + '|'.join(MONTHS) + r')\b', lambda m: f"{ordinal(int(m.group(1)), 'gen')} {m.group(2)}", t
-    )
-    t = re.sub(
-        r'\b(' + '|'.join(MONTHS) + r') (\d{4})\b', lambda m: f"{m.group(1)} {ordinal(int(m.group(2)), 'gen')}", t
-    )
+    t = re.sub(r'\b(\d{1,2}) (' + '|'.join(MONTHS) + r')\b',
+               lambda m: f"{ordinal(int(m.group(1)), 'gen')} {m.group(2)}", t)
+    t = re.sub(r'\b(' + '|'.join(MONTHS) + r') (\d{4})\b',
+               lambda m: f"{m.group(1)} {ordinal(int(m.group(2)), 'gen')}", t)
     # centuries and regnal numbers: 'w XX wieku' → 'w dwudziestym wieku', 'XX wieku' → genitive, 'XX wiek' → nominative;
     # after a capitalised name, 'Jan Paweł II' → 'drugi' (a lone 'I' only there: elsewhere it may be the word 'i')
     def century(m):
@@ -139,11 +103,9 @@ def expand_written(t: str) -> str:
         case = 'loc' if w and noun == 'wieku' else 'gen' if noun == 'wieku' else 'nom'
         return f"{w or ''}{ordinal(roman_value(r), case)} {noun}"
     t = re.sub(r'(\b[Ww] )?\b([IVXLC]+) (wieku|wiek)\b', century, t)
-    t = re.sub(
-        r'(\b[A-ZĄĆĘŁŃÓŚŹŻ][a-ząćęłńóśźż]+ )([IVX]{1,5})\b(?! [a-ząćęłńóśźż]+\.)',
-        lambda m: m.group(1) + ordinal(roman_value(m.group(2))) if ROMAN.fullmatch(m.group(2)) else m.group(0),
-        t,
-    )
+    t = re.sub(r'(\b[A-ZĄĆĘŁŃÓŚŹŻ][a-ząćęłńóśźż]+ )([IVX]{1,5})\b(?! [a-ząćęłńóśźż]+\.)',
+               lambda m: m.group(1) + ordinal(roman_value(m.group(2))) if ROMAN.fullmatch(m.group(2)) else m.group(0),
+               t)
     # money: '12,50 zł' → 'dwanaście złotych pięćdziesiąt groszy'
     def money(m):
         z, g = int(m.group(1)), int(m.group(2))
@@ -234,9 +196,8 @@ class Espeak:
     def _set(self, voice: str, rate: int):
         if voice != self.voice:
             if self.lib.espeak_SetVoiceByName(voice.encode()) != 0:
-                raise ValueError(
-                    f"espeak-ng has no voice {voice!r}; accepted: 'pl' or a variant such as 'pl+f2', 'pl+m3'"
-                )
+                raise ValueError(f"espeak-ng has no voice {voice!r}; "
+                                 "accepted: 'pl' or a variant such as 'pl+f2', 'pl+m3'")
             self.voice, self.rate = voice, None                 # a new voice resets the rate
         if rate != self.rate:
             if not 80 <= rate <= 450: raise ValueError(f'rate must be 80..450 words per minute, got {rate!r}')
@@ -244,7 +205,8 @@ class Espeak:
             self.rate = rate
 
     def synth(self, text: str, voice: str = 'pl', rate: int = None):
-        "Speak `text` with `voice` at `rate` words/min: int16 audio at `sample_rate` and a list of (start sample, IPA phoneme or '')."
+        """Speak `text` with `voice` at `rate` words/min: int16 audio at `sample_rate` and a list of
+        (start sample, IPA phoneme or '')."""
         self._set(voice, rate or DEFAULT_RATE)
         self._chunks, self._events = [], []
         data = text.encode('utf-8')
@@ -257,7 +219,8 @@ class Espeak:
 
 # %% ../nbs/02_text.ipynb #0a4da18a
 def _fresh_synth(es: Espeak, text: str, voice: str, rate: int|None):
-    "('ok', `es.synth(...)`), ('error', exception) or ('crashed', why), spoken by a fork of `es`: `es` itself never speaks."
+    """('ok', `es.synth(...)`), ('error', exception) or ('crashed', why), spoken by a fork of `es`:
+    `es` itself never speaks."""
     r, w = os.pipe()
     pid = os.fork()
     if pid == 0:                                            # the copy: speak once, answer, exit without cleanup
@@ -275,10 +238,11 @@ def _fresh_synth(es: Espeak, text: str, voice: str, rate: int|None):
     return pickle.loads(data)
 
 def _serve():
-    "The child's loop: one pristine `Espeak`, answering pickled (text, voice, rate) on stdin with ('ok', result) or ('error', exception)."
+    """The child's loop: one pristine `Espeak`, answering pickled (text, voice, rate) on stdin with
+    ('ok', result) or ('error', exception)."""
+    # the protocol owns the real stdout; stray C output goes to stderr
     out = os.fdopen(os.dup(1), 'wb')
-    os.dup2(2, 1)  # the protocol owns the real stdout; stray C output goes to stderr
-
+    os.dup2(2, 1)
     def send(kind, value):
         pickle.dump((kind, value), out)
         out.flush()
@@ -293,7 +257,8 @@ def _serve():
         send(*(('error', RuntimeError(answer[1])) if answer[0] == 'crashed' else answer))
 
 class EspeakProcess:
-    "`Espeak` in a child process, each utterance from a fresh fork: same `synth`; a crashed child is restarted, the text spoken again."
+    """`Espeak` in a child process, each utterance from a fresh fork: same `synth`;
+    a crashed child is restarted, the text spoken again."""
     _lock = threading.Lock()
     _instance = None
 
@@ -301,8 +266,8 @@ class EspeakProcess:
 
     def _start(self):
         self._proc = subprocess.Popen([sys.executable, '-c', 'from mambatts_nb.text import _serve; _serve()'],
-                                      # Ctrl-C is the parent's
-                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, start_new_session=True)
+                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                      start_new_session=True)   # Ctrl-C is the parent's
         self._owner = os.getpid()
         self.sample_rate = self._answer()
 
@@ -332,9 +297,8 @@ class EspeakProcess:
                 except (EOFError, OSError, pickle.UnpicklingError):   # the child died: a crash in the C library
                     code = self._proc.wait()
                     self._start()
-            raise RuntimeError(
-                f'espeak-ng crashed twice speaking {text!r} (exit code {code}); this text cannot be spoken'
-            )
+            raise RuntimeError(f'espeak-ng crashed twice speaking {text!r} (exit code {code}); '
+                               'this text cannot be spoken')
 
 # %% ../nbs/02_text.ipynb #0ae2c407
 @dataclass
@@ -359,7 +323,8 @@ def _tokens(events, n_samples):
     return phonemes, np.maximum.accumulate(np.array(starts, dtype=np.int64))
 
 def speak(text: str, voice: str = 'pl', rate: int = None) -> Speech:
-    "Normalise `text`, speak it with espeak-ng's Polish `voice` (a variant: 'pl+f2') at `rate` words/min (175), and return audio with exact phoneme starts."
+    """Normalise `text`, speak it with espeak-ng's Polish `voice` (a variant: 'pl+f2') at `rate` words/min (175),
+    and return audio with exact phoneme starts."""
     t = normalise(text)
     es = EspeakProcess.get()
     audio, events = es.synth(t, voice, rate)
@@ -374,7 +339,6 @@ def phonemize(text: str) -> list:
 class Vocab:
     "Phoneme ↔ id mapping with `<pad>` = 0 and `<unk>` = 1."
     PAD, UNK = '<pad>', '<unk>'
-
     def __init__(self, tokens):
         self.itos = list(tokens)
         self.stoi = {t: i for i, t in enumerate(self.itos)}

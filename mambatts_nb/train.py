@@ -30,7 +30,8 @@ __all__ = ['COLUMNS', 'RESUMABLE', 'param_groups', 'Session', 'setup', 'restore'
 
 # %% ../nbs/09_train.ipynb #9637ef91
 def param_groups(model, weight_decay: float) -> list:
-    "Two AdamW groups: ≥ 2-D weights decayed; 1-D parameters (biases, norms, layer scales) and those marked `_no_weight_decay` not."
+    """Two AdamW groups: ≥ 2-D weights decayed; 1-D parameters (biases, norms, layer scales)
+    and those marked `_no_weight_decay` not."""
     decay, no_decay = [], []
     for p in model.parameters():
         if not p.requires_grad: continue
@@ -72,7 +73,8 @@ class Session:
     ddp: object = None                 # the DistributedDataParallel wrapper that trains `model` when world > 1
 
 def _check_same_run(run_dir, mcfg, tcfg, world: int = 1):
-    "Refuse to resume or skip a run directory that holds another configuration, or was trained by another process count."
+    """Refuse to resume or skip a run directory that holds another configuration,
+    or was trained by another process count."""
     old = read_json(run_dir/'config.json')
     if old is None: return
     if old.get('world_size', 1) != world:
@@ -135,7 +137,8 @@ def _sample(train, batch_size, g, rank: int = 0, world: int = 1):
     return [train[i] for i in idx[rank * batch_size:(rank + 1) * batch_size]]
 
 def _step(s: Session, tcfg: TrainConfig, step: int, timer: StepTimer, amp: bool):
-    "One optimiser step on this rank's share of a global batch → (batch, logits, log durations, token CE, duration MSE)."
+    """One optimiser step on this rank's share of a global batch →
+    (batch, logits, log durations, token CE, duration MSE)."""
     b = collate(_sample(s.train_utts, tcfg.batch_size, s.sampler, s.rank, s.world), s.vocab, s.model.cfg.speakers)
     b = b.to(s.device)
     # forward
@@ -161,7 +164,8 @@ def _step(s: Session, tcfg: TrainConfig, step: int, timer: StepTimer, amp: bool)
     return b, logits, log_dur, tok, dur
 
 def _global_metrics(b, tok, dur, acc, dacc, device):
-    "The step's measures over the whole global batch: each rank's weighted by its frames (tokens) or phonemes (durations)."
+    """The step's measures over the whole global batch:
+    each rank's weighted by its frames (tokens) or phonemes (durations)."""
     n, p = b.frame_mask.sum().item(), b.phoneme_mask.sum().item()
     v = all_sum(n, p, n * tok, p * dur, n * acc['acc'], n * acc['top10'], *(n * a for a in acc['acc_cb']), p * dacc,
                 device=device)
@@ -305,15 +309,8 @@ def train_cli(**knobs) -> Path:
     knobs of `runs.KNOBS`; prints where it went and its summary. `torchrun --nproc_per_node N -m mambatts_nb.train …`
     trains it with N processes (DDP), batch_size each."""
     run, run_dir = resolve_knobs(knobs)
-    s = train(
-        run.model,
-        run.train,
-        run_dir,
-        run.preset,
-        group=run.group,
-        samples=knobs.get('samples', KNOB['samples'].default),
-        speaker=knobs.get('speaker'),
-    )
+    s = train(run.model, run.train, run_dir, run.preset, group=run.group,
+              samples=knobs.get('samples', KNOB['samples'].default), speaker=knobs.get('speaker'))
     if s is None: return run_dir                                 # a torchrun rank other than 0: rank 0 reports
     print(run_dir)
     print({k: s[k] for k in ('steps', 'final_acc', 'heldout_acc', 'step_95', 'ms_per_step', 'tensor_peak_mb', 'codec')})

@@ -20,8 +20,7 @@ __all__ = ['MEL_HOP', 'N_MELS', 'hz_to_mel', 'log_mel_db', 'mel_png', 'find_runs
            'Dashboard', 'dashboard']
 
 # %% ../nbs/12_widgets.ipynb #ee1464a0
-# the workbench's one mel setting: 75 frames/s, 100 bands
-MEL_HOP, N_MELS = MEL['hop_length'], MEL['n_mels']
+MEL_HOP, N_MELS = MEL['hop_length'], MEL['n_mels']   # the workbench's one mel setting: 75 frames/s, 100 bands
 
 def hz_to_mel(hz):
     "HTK mel scale (torchaudio's `MelSpectrogram` default): 2595·log10(1 + f/700)."
@@ -70,23 +69,18 @@ def codec_note(label) -> W.HTML|None:
     "The codec's warning (`codec_warning`) in red, or None when the label needs none (pretrained EnCodec)."
     text = codec_warning(label)
     if not text: return None
-    return W.HTML(
-        f'<div class="mambatts-codec-warning" style="color:#b00;font-weight:bold">⚠ {html.escape(text)}</div>'
-    )
+    return W.HTML(f'<div class="mambatts-codec-warning" style="color:#b00;font-weight:bold">'
+                  f'⚠ {html.escape(text)}</div>')
 
 def sample_row(run: Path, rec: dict) -> W.HBox:
     "Player, mel picture and measures of one sample of samples.json."
     path = run/rec['file']
     wav, _ = sf.read(path, dtype='float32')
-    measures = ', '.join(
-        f'{k} {rec[k]:.3g}'
-        for k in ('duration_error_frames', 'log_mel_l1', 'mcd_db', 'log_f0_rmse_cents', 'vuv_error')
-        if rec.get(k) is not None
-    )
-    text = W.HTML(
-        f"<b>{rec['name']}</b><br><i>{rec['text']}</i><br>{rec['seconds']:.2f} s {('· ' + measures) if measures else ''}",
-        layout=W.Layout(width='32%'),
-    )
+    measures = ', '.join(f'{k} {rec[k]:.3g}'
+                         for k in ('duration_error_frames', 'log_mel_l1', 'mcd_db', 'log_f0_rmse_cents', 'vuv_error')
+                         if rec.get(k) is not None)
+    text = W.HTML(f"<b>{rec['name']}</b><br><i>{rec['text']}</i><br>"
+                  f"{rec['seconds']:.2f} s {('· ' + measures) if measures else ''}", layout=W.Layout(width='32%'))
     return W.HBox([text, W.Audio(value=path.read_bytes(), format='wav', autoplay=False),
                    W.Image(value=mel_png(wav), format='png')])
 
@@ -104,19 +98,12 @@ class Dashboard:
     def __init__(self, root='outputs'):
         self.root = Path(root)
         runs = find_runs(self.root)
-        self.picker = W.SelectMultiple(
-            options=[(_label(r, self.root), r) for r in runs],
-            value=runs[:1],
-            rows=min(8, max(2, len(runs))),
-            description='runs',
-            layout=W.Layout(width='95%'),
-        )
+        self.picker = W.SelectMultiple(options=[(_label(r, self.root), r) for r in runs], value=runs[:1],
+                                       rows=min(8, max(2, len(runs))), description='runs', layout=W.Layout(width='95%'))
         self.curves, self.panels, self.synth_out = W.Output(), W.VBox(), W.Output()
         self.refresh_btn, self.live = W.Button(description='Refresh'), W.Checkbox(description='live (every 5 s)')
-        self.text, self.say = (
-            W.Text(value='Litwo! Ojczyzno moja!', layout=W.Layout(width='60%')),
-            W.Button(description='Synthesise'),
-        )
+        self.text, self.say = (W.Text(value='Litwo! Ojczyzno moja!', layout=W.Layout(width='60%')),
+                               W.Button(description='Synthesise'))
         # a multi-speaker run's voices
         self.speaker = W.Dropdown(description='speaker', options=[], layout=W.Layout(width='30%'))
         self.picker.observe(lambda _: self.refresh(), 'value')
@@ -152,9 +139,8 @@ class Dashboard:
             run = self.picker.value[0]
             speaker = self.speaker.value if not self.speaker.disabled else None
             try:
-                out, codec = synthesise_to_wav(
-                    run, self.text.value, Path(run) / 'samples' / 'dashboard.wav', speaker=speaker
-                )
+                out, codec = synthesise_to_wav(run, self.text.value, Path(run)/'samples'/'dashboard.wav',
+                                               speaker=speaker)
             except (ValueError, FileNotFoundError) as e:
                 print(e)
                 return None
