@@ -17,9 +17,9 @@ from .runs import read_json, read_config, read_summary, read_milestones, read_me
 from .metrics import ACC_THRESHOLDS
 
 # %% auto #0
-__all__ = ['STUDY_NOTES', 'PAIRED_FACTORS', 'curves_figure', 'write_curves', 'ci95', 'load_runs', 'phase_table', 'table_markdown',
-           'verdicts', 'timing_caveat', 'curves_band_figure', 'milestones_figure', 'scatter_figure', 'write_report',
-           'report_cli', 'paired_differences', 'paired_markdown', 'teacher_table', 'paired_sections']
+__all__ = ['STUDY_NOTES', 'PER_COLUMNS', 'PAIRED_FACTORS', 'curves_figure', 'write_curves', 'ci95', 'load_runs', 'phase_table',
+           'table_markdown', 'verdicts', 'timing_caveat', 'curves_band_figure', 'milestones_figure', 'scatter_figure',
+           'write_report', 'report_cli', 'paired_differences', 'paired_markdown', 'teacher_table', 'paired_sections']
 
 # %% ../nbs/11_compare.ipynb #3be4f5ab
 def curves_figure(run_dirs) -> go.Figure:
@@ -91,6 +91,8 @@ def _fmt(m, h, digits=1):
 
 def _pct(v): return None if v is None else 100 * v
 
+PER_COLUMNS = ('heldout_per', 'heldout_per_timed', 'codec_per', 'prompts_per', 'prompts_codec_per')   # summary keys
+
 def phase_table(runs) -> list:
     """One row per configuration: seeds, params, timings, memory, accuracies and their guessing floors as mean ± 95% CI;
     the study's numbers."""
@@ -115,6 +117,7 @@ def phase_table(runs) -> list:
                          peak_acc=col(lambda s: 100 * s['peak_acc']), study_peak=study.get('peak'),
                          final_acc=col(lambda s: 100 * s['final_acc']), study_final=study.get('final'),
                          heldout_acc=col(lambda s: _pct(s['heldout_acc'])),
+                         **{k: col(lambda s, k=k: _pct(s[k])) for k in PER_COLUMNS},
                          majority=col(lambda s: _pct(base(s, 'majority_acc'))),
                          floor_on=base(ok[0], 'on') if ok else None,
                          heldout_ce=col(lambda s: s['heldout_ce']), unigram_ce=col(lambda s: base(s, 'unigram_ce')),
@@ -140,7 +143,8 @@ def _milestone_wall(run):
 # %% ../nbs/11_compare.ipynb #67616a4b
 def table_markdown(rows) -> str:
     "The phase table as Markdown; failures listed below it."
-    head = ['config', 'seeds', 'params', 'study', 'ms/step fwd', 'bwd', 'total', 'study ms', 'tensor peak MB',
+    head = ['config', 'seeds', 'held-out PER %', 'PER % true durations', 'codec ceiling PER %', 'prompts PER %',
+            'prompts ceiling PER %', 'params', 'study', 'ms/step fwd', 'bwd', 'total', 'study ms', 'tensor peak MB',
             'study MB', 'step of 95%', 'study', 'peak acc %', 'study', 'final acc %', 'study', 'held-out acc %',
             'majority-code floor %', 'held-out CE nats', 'unigram CE nats', 'held-out audio: mel dist to truth',
             'majority-code audio', 'held-out MCD dB', 'log-F0 RMSE cents', 'V/UV error', 'dur acc %', 'wall s to 95%',
@@ -151,6 +155,7 @@ def table_markdown(rows) -> str:
         floor = _fmt(*r['majority']) + (' (train frames)' if r['floor_on'] == 'train' else '')
         lines.append('| ' + ' | '.join([
             r['config'], f"{r['seeds']}" + (f" (+{r['failed']} failed)" if r['failed'] else ''),
+            *(_fmt(*r[k]) for k in PER_COLUMNS),
             s(r['params']), s(r['study_params']), _fmt(*r['fwd_ms']), _fmt(*r['bwd_ms']), _fmt(*r['ms']),
             s(r['study_ms']), _fmt(*r['tensor_mb'], 0), s(r['study_mb']), _fmt(*r['step_95'], 0),
             s(r['study_step_95']), _fmt(*r['peak_acc']), s(r['study_peak']), _fmt(*r['final_acc']),
@@ -163,10 +168,15 @@ def table_markdown(rows) -> str:
     return '\n'.join(lines + (['', 'Failed runs:', *errs] if errs else []))
 
 def verdicts(rows) -> list:
-    """One line per configuration with held-out data: does it beat guessing
-    (accuracy above the majority code, CE below unigram)?"""
+    """Lines per configuration with held-out data: how intelligible (PER beside the codec's ceiling), and does it
+    beat guessing (accuracy above the majority code, CE below unigram)?"""
     out = []
     for r in rows:
+        if r['heldout_per'][0] is not None:
+            (p, p_h), (c, _) = r['heldout_per'], r['codec_per']
+            out.append(f"- `{r['config']}`: held-out phoneme error rate {_fmt(p, p_h)}% free-running vs the codec's "
+                       f"ceiling {c:.1f}% and chance ~100% — " + ('within 1.2× the ceiling' if p <= 1.2 * c else
+                       f'{p / max(c, 1e-9):.1f}× the ceiling'))
         if r['heldout_acc'][0] is None: continue
         (acc, acc_h), (maj, _), (ce, ce_h), (uni, _) = r['heldout_acc'], r['majority'], r['heldout_ce'], r['unigram_ce']
         beats = acc - (acc_h or 0) > maj and ce + (ce_h or 0) < uni
@@ -293,8 +303,9 @@ def _setting(r, factor: str) -> str:
 
 def paired_differences(runs, factor: str) -> list:
     """Every pair of configurations whose runs differ only in the model setting `factor` (e.g. 'heads', 'arch'):
-    b − a of the held-out measures, paired by seed over the seeds both finished, as (mean, 95% CI half-width), and the
-    mean per codebook. a is the value met first in run-name order. Runs without held-out data are left out."""
+    b − a of the held-out measures (PER where both recorded it), paired by seed over the seeds both finished, as
+    (mean, 95% CI half-width), and the mean per codebook. a is the value met first in run-name order. Runs without
+    held-out data are left out."""
     clusters = {}
     for r in runs:
         s = r['summary']
@@ -308,19 +319,22 @@ def paired_differences(runs, factor: str) -> list:
             if not seeds: continue
             d = lambda f: ci95([f(rb[s]['summary']) - f(ra[s]['summary']) for s in seeds])
             n_cb = len(ra[seeds[0]]['summary']['heldout_acc_cb'])
+            heard = all(x[s]['summary']['heldout_per'] is not None for x in (ra, rb) for s in seeds)
             rows.append(dict(factor=factor, a=ra[seeds[0]]['group'], b=rb[seeds[0]]['group'], a_value=json.loads(va),
                              b_value=json.loads(vb), seeds=len(seeds), acc=d(lambda s: 100 * s['heldout_acc']),
                              ce=d(lambda s: s['heldout_ce']),
+                             per=d(lambda s: 100 * s['heldout_per']) if heard else (None, None),
                              acc_cb=[d(lambda s, k=k: 100 * s['heldout_acc_cb'][k])[0] for k in range(n_cb)]))
     return rows
 
 def paired_markdown(rows) -> str:
     "Paired differences as a Markdown table (one factor's rows)."
-    out = ['| b vs a | seeds paired | Δ held-out acc (points) | Δ held-out CE (nats) '
-           '| Δ held-out acc per codebook (points) |', '|---|---|---|---|---|']
+    out = ['| b vs a | seeds paired | Δ held-out PER (points) | Δ held-out acc (points) | Δ held-out CE (nats) '
+           '| Δ held-out acc per codebook (points) |', '|---|---|---|---|---|---|']
     for r in rows:
         out.append(f"| `{r['b']}` ({r['b_value']}) vs `{r['a']}` ({r['a_value']}) | {r['seeds']} | "
-                   f"{_fmt(*r['acc'], 2)} | {_fmt(*r['ce'], 3)} | {' '.join(f'{v:+.1f}' for v in r['acc_cb'])} |")
+                   f"{_fmt(*r['per'], 2)} | {_fmt(*r['acc'], 2)} | {_fmt(*r['ce'], 3)} | "
+                   f"{' '.join(f'{v:+.1f}' for v in r['acc_cb'])} |")
     return '\n'.join(out)
 
 def teacher_table(runs) -> str|None:

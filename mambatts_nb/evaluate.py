@@ -10,14 +10,17 @@ from fastcore.script import call_parse
 from .config import N_CODEBOOKS
 from .codec import log_mel_distance
 from .runs import read_summary, write_summary
-from .data import collate
+from .data import collate, to_24k, TEST_PROMPTS
+from .text import speak
+from .listener import heard_phonemes, codes_frames, per, load_listener, listener_key
 from .model import forward_batch
 from .metrics import duration_accuracy, majority_codes, audio_measures
 from .checkpoint import load_run
 from .protocols import run_data
 
 # %% auto #0
-__all__ = ['evaluate', 'teacher_forced', 'evaluate_run', 'evaluate_cli', 'heldout_audio']
+__all__ = ['evaluate', 'teacher_forced', 'evaluate_run', 'evaluate_cli', 'heldout_audio', 'free_running_per', 'codec_per',
+           'intelligibility']
 
 # %% ../nbs/08c_evaluate.ipynb #a8c918de
 @torch.no_grad()
@@ -59,19 +62,22 @@ def teacher_forced(ev: dict) -> dict:
 
 # %% ../nbs/08c_evaluate.ipynb #16bf61af
 def evaluate_run(run_dir, teacher: bool = False, device='cpu', save: bool = False) -> dict:
-    """`evaluate` a finished run's model on its own held-out utterances (`run_data`) → the measures, heldout_teacher_*
-    when `teacher`; `save` (with `teacher`) merges those into the run's summary.json, as a run trained today records
-    them (runs trained before they were recorded)."""
+    """`evaluate` a finished run's model on its own held-out utterances (`run_data`) → the measures with the
+    listener's (`intelligibility`), or heldout_teacher_* when `teacher`; `save` (with `teacher`) merges those into the
+    run's summary.json, as a run trained today records them (runs trained before they were recorded)."""
     if save and not teacher:
         raise ValueError('save stores the teacher-forced measures (teacher=True); the free-running ones are in '
                          'summary.json already')
     model, vocab, config = load_run(run_dir, device)
-    _, held, _, _ = run_data(config)
+    train, held, _, codec = run_data(config)
     if not held:
         raise ValueError(f"{str(run_dir)!r} was trained on {config['train']['data']!r}, "
                          "which has no held-out utterances")
     ev = evaluate(model, held, vocab, torch.device(device), teacher=teacher)
-    if not teacher: return ev
+    if not teacher:
+        heard = intelligibility(model, held, train, vocab, codec, load_listener(codec), torch.device(device),
+                                TEST_PROMPTS)
+        return ev | heard | dict(listener=listener_key(codec))
     ev = teacher_forced(ev)
     if save:
         s = read_summary(run_dir)
@@ -112,3 +118,64 @@ def heldout_audio(model, held, train, vocab, codec, device, n: int = 4) -> dict:
             if m[k] is not None: d[k].append(m[k])                  # no F0 error where no frame is voiced in both
     model.train(was)
     return {k: sum(v) / len(v) if v else None for k, v in d.items()} | dict(n=len(d['generated']))
+
+# %% ../nbs/08c_evaluate.ipynb #e049897e
+def _style_ref(u, train):
+    "The training utterance whose codes give `u`'s generation its style: the first of `u`'s speaker, else the first."
+    return next((t for t in train if t.speaker == u.speaker), train[0])
+
+def _speaker_id(model, name: str, device):
+    "The speaker id tensor (1,) of `name` for a model with speakers, else None."
+    return torch.tensor([model.cfg.speakers.index(name)], device=device) if model.cfg.speakers else None
+
+def _free_running(model, phonemes, vocab, ref, speaker, device) -> torch.Tensor:
+    "Codes (codebooks, t) the model generates for `phonemes` with its own durations, in `ref`'s style."
+    ids = torch.tensor([vocab.encode(phonemes)], device=device)
+    rc = ref.codes[None].to(device)
+    rm = torch.ones(1, ref.n_frames, dtype=torch.bool, device=device)
+    codes, _, fm = model.generate(ids, ids != 0, rc, rm, 1.0, _speaker_id(model, speaker, device))
+    return codes[0, :, :int(fm.sum())].cpu()
+
+@torch.no_grad()
+def free_running_per(model, utts, train, vocab, codec, listener, device) -> float:
+    "The listener's PER of the model's free-running speech of `utts`' texts: what training logs at its evaluations."
+    was = model.training
+    model.eval()
+    pairs = [(heard_phonemes(u.phonemes), listener.transcribe(codes_frames(
+        codec, _free_running(model, u.phonemes, vocab, _style_ref(u, train), u.speaker, device)))) for u in utts]
+    model.train(was)
+    return per(pairs)
+
+def codec_per(utts, codec, listener) -> float:
+    "The listener's PER of the codec's round trip of `utts`' true speech (their codes): the ceiling."
+    return per((heard_phonemes(u.phonemes), listener.transcribe(codes_frames(codec, u.codes))) for u in utts)
+
+@torch.no_grad()
+def intelligibility(model, utts, train, vocab, codec, listener, device, prompts=()) -> dict:
+    """How intelligible the model's speech is: the listener's phoneme error rate (`listener.per`) against each text's
+    phonemes. On the held-out `utts`: `heldout_per` free-running (the model's own durations: what a user hears),
+    `heldout_per_timed` given the true durations, `codec_per` the codec's round trip of the true speech (the ceiling a
+    perfect model reaches), `heldout_per_by_speaker` with several speakers. On `prompts` (unseen texts, any protocol):
+    `prompts_per` free-running beside `prompts_codec_per`, the round trip of espeak's speech of them."""
+    was = model.training
+    model.eval()
+    heard = lambda codes: listener.transcribe(codes_frames(codec, codes))
+    free, timed, ceil, by = [], [], [], {}
+    for u in utts:
+        ref = heard_phonemes(u.phonemes)
+        free.append((ref, heard(_free_running(model, u.phonemes, vocab, _style_ref(u, train), u.speaker, device))))
+        batch = collate([u], vocab, model.cfg.speakers).to(device)
+        timed.append((ref, heard(forward_batch(model, batch)[0][0].argmax(-1).cpu())))
+        ceil.append((ref, heard(u.codes)))
+        by.setdefault(u.speaker, []).append(free[-1])
+    p_free, p_ceil = [], []
+    for text in prompts:
+        sp = speak(text)
+        ph = heard_phonemes(sp.phonemes)
+        p_free.append((ph, heard(_free_running(model, sp.phonemes, vocab, train[0], train[0].speaker, device))))
+        p_ceil.append((ph, heard(codec.encode(to_24k(sp.audio, sp.sample_rate)))))
+    model.train(was)
+    return dict(heldout_per=per(free) if utts else None, heldout_per_timed=per(timed) if utts else None,
+                codec_per=per(ceil) if utts else None,
+                heldout_per_by_speaker={k: per(v) for k, v in by.items()} if len(by) > 1 else None,
+                prompts_per=per(p_free) if prompts else None, prompts_codec_per=per(p_ceil) if prompts else None)

@@ -13,6 +13,7 @@ from .codec import SAMPLE_RATE
 from .data import TEST_PROMPTS, Utterance, load_corpus, default_codec
 from .runs import write_json
 from .metrics import audio_measures, f0_yin
+from .listener import listen, audio_frames
 from .checkpoint import load_run
 from .protocols import run_data
 
@@ -43,9 +44,9 @@ def synthesise(model, vocab, texts, ref: Utterance, speed: float = 1.0, speaker:
     return out
 
 def write_samples(run_dir, model, vocab, codec, ref: Utterance, texts=TEST_PROMPTS, speed: float = 1.0,
-                  speaker: str|None = None) -> list:
+                  speaker: str|None = None, listener=None) -> list:
     """Write samples/*.wav (reference decoded, reference text generated, each prompt; in `speaker`'s voice)
-    and samples.json with measures."""
+    and samples.json with measures: with a `listener`, each file's phoneme error rate against its text (`per`)."""
     d = Path(run_dir)/'samples'
     d.mkdir(parents=True, exist_ok=True)
     items = [('reference_codec', ref.text, ref.codes, None)]
@@ -66,6 +67,7 @@ def write_samples(run_dir, model, vocab, codec, ref: Utterance, texts=TEST_PROMP
         if g is not None and name.startswith('reference'):
             rec['duration_error_frames'] = (g['durations'] - ref.durations).abs().float().mean().item()
             rec.update(audio_measures(torch.from_numpy(wav), decode(ref.codes)))
+        if listener is not None: rec['per'] = listen(listener, audio_frames(torch.from_numpy(wav)), text)['per']
         records.append(rec)
     write_json(d/'samples.json', records)
     return records

@@ -13,9 +13,9 @@ from .codec import log_mel, log_mel_distance
 
 
 # %% auto #0
-__all__ = ['ACC_THRESHOLDS', 'DUR_THRESHOLDS', 'token_accuracy', 'duration_accuracy', 'Milestones', 'code_counts',
-           'majority_codes', 'code_baselines', 'StepTimer', 'tensor_peak_mb', 'state_tensors', 'git_commit',
-           'run_record', 'mel_cepstra', 'dtw_path', 'f0_yin', 'audio_measures']
+__all__ = ['ACC_THRESHOLDS', 'DUR_THRESHOLDS', 'PER_THRESHOLDS', 'CEILING_MULTIPLES', 'token_accuracy', 'duration_accuracy',
+           'Milestones', 'code_counts', 'majority_codes', 'code_baselines', 'StepTimer', 'tensor_peak_mb',
+           'state_tensors', 'git_commit', 'run_record', 'mel_cepstra', 'dtw_path', 'f0_yin', 'audio_measures']
 
 # %% ../nbs/08_metrics.ipynb #a11bb560
 ACC_THRESHOLDS = (5, 10, 20, 30, 40, 50, 60, 70, 80, 85, 90, 95, 97, 98, 99)
@@ -39,16 +39,33 @@ def duration_accuracy(log_dur, durations, mask, tol: int = 1) -> float:
     return (ok.sum() / mask.sum().clamp(min=1)).item()
 
 # %% ../nbs/08_metrics.ipynb #63f3b7fb
+PER_THRESHOLDS = (80, 60, 40, 30, 20, 10)     # held-out phoneme error rate, percent: reached when at or below
+CEILING_MULTIPLES = (2.0, 1.2)                # ... and within these multiples of the codec's own (the ceiling)
+
 class Milestones:
-    "First step and wall time at which each accuracy / duration-accuracy threshold (percent) is reached."
+    """First step and wall time at which each accuracy / duration-accuracy threshold (percent) is reached, and each
+    intelligibility milestone (held-out PER at or below a threshold, or within a multiple of the codec's ceiling)."""
     def __init__(self, acc=ACC_THRESHOLDS, dur=DUR_THRESHOLDS):
-        self.data = {'accuracy': {str(t): None for t in acc}, 'duration': {str(t): None for t in dur}}
+        self.data = {'accuracy': {str(t): None for t in acc}, 'duration': {str(t): None for t in dur},
+                     'intelligibility': self._intelligibility()}
+
+    @staticmethod
+    def _intelligibility() -> dict:
+        return {f'per<={t}': None for t in PER_THRESHOLDS} | {f'per<={m}x_ceiling': None for m in CEILING_MULTIPLES}
 
     def update(self, step: int, wall_s: float, acc: float, dur_acc: float):
         for kind, value in (('accuracy', acc), ('duration', dur_acc)):
             for t, hit in self.data[kind].items():
                 if hit is None and value * 100 >= float(t):
                     self.data[kind][t] = {'step': step, 'wall_s': round(wall_s, 3)}
+
+    def update_per(self, step: int, wall_s: float, per: float, ceiling: float):
+        "Record the intelligibility milestones a held-out PER `per` reaches (`ceiling`: the codec's PER on the same)."
+        reached = {f'per<={t}': per * 100 <= t for t in PER_THRESHOLDS}
+        reached |= {f'per<={m}x_ceiling': per <= m * ceiling for m in CEILING_MULTIPLES}
+        for k, ok in reached.items():
+            if ok and self.data['intelligibility'][k] is None:
+                self.data['intelligibility'][k] = {'step': step, 'wall_s': round(wall_s, 3)}
 
     def step_of(self, threshold, kind='accuracy'):
         "The step at which `threshold` was first reached, or None."
@@ -58,7 +75,7 @@ class Milestones:
     @classmethod
     def from_dict(cls, d):
         m = cls()
-        m.data = d
+        m.data = {'intelligibility': cls._intelligibility()} | d      # older runs recorded no intelligibility
         return m
 
 # %% ../nbs/08_metrics.ipynb #59b25a8a

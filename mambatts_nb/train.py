@@ -14,7 +14,7 @@ from tqdm.auto import tqdm
 from .config import ModelConfig, TrainConfig, N_CODEBOOKS
 from .runs import (write_csv, write_json, read_json, read_summary, write_summary, is_finished, run_lock,
                               resolve_knobs, knob_parser, KNOB)
-from .data import collate, run_speakers, load_corpus, default_codec
+from .data import collate, run_speakers, load_corpus, default_codec, TEST_PROMPTS
 from .model import TTSModel, loss_fn, forward_batch
 from .metrics import (token_accuracy, duration_accuracy, Milestones, StepTimer, tensor_peak_mb,
                                  state_tensors, code_baselines, majority_codes, run_record)
@@ -22,11 +22,14 @@ from .ssm import resolve_backend
 from .distributed import resolve_device, dist_env, dist_start, all_sum
 from .protocols import prepare_data
 from .checkpoint import save_checkpoint, load_checkpoint, save_weights, load_run
-from .evaluate import evaluate, teacher_forced, heldout_audio
+from .evaluate import (evaluate, teacher_forced, heldout_audio, intelligibility, free_running_per,
+                                  codec_per)
+from .listener import load_listener, listener_key
 from .generate import write_samples
 
 # %% auto #0
-__all__ = ['COLUMNS', 'RESUMABLE', 'param_groups', 'Session', 'setup', 'restore', 'train_steps', 'train', 'finish', 'train_cli']
+__all__ = ['COLUMNS', 'PER_EVAL', 'RESUMABLE', 'param_groups', 'Session', 'setup', 'restore', 'train_steps', 'train', 'finish',
+           'train_cli']
 
 # %% ../nbs/09_train.ipynb #9637ef91
 def param_groups(model, weight_decay: float) -> list:
@@ -42,7 +45,8 @@ def param_groups(model, weight_decay: float) -> list:
 COLUMNS = (['step', 'wall_s', 'loss', 'token_loss', 'dur_loss', 'acc', 'top10', 'dur_acc']
            + [f'acc_cb{k}' for k in range(N_CODEBOOKS)]
            + ['fwd_ms', 'bwd_ms', 'opt_ms', 'step_ms', 'tokens_per_s', 'tensor_peak_mb', 'heldout_acc', 'heldout_ce',
-              'heldout_dur_acc'])
+              'heldout_dur_acc', 'heldout_per'])
+PER_EVAL = 8      # held-out utterances the listener scores at each evaluation (all of them at the end)
 
 def _cell(v):
     "A metrics.csv cell: empty for None, 6 significant digits for a float."
@@ -71,6 +75,8 @@ class Session:
     rank: int = 0                      # under torchrun: this process's rank; only rank 0 writes run files
     world: int = 1                     # number of processes; each draws batch_size utterances of a global batch × world
     ddp: object = None                 # the DistributedDataParallel wrapper that trains `model` when world > 1
+    listener: object = None            # with held-out data: scores the model's speech at each evaluation
+    per_ceiling: float = None          # the codec's PER on the held-out utterances the listener scores
 
 def _check_same_run(run_dir, mcfg, tcfg, world: int = 1):
     """Refuse to resume or skip a run directory that holds another configuration,
@@ -106,13 +112,16 @@ def setup(mcfg: ModelConfig, tcfg: TrainConfig, run_dir, preset: str = '', group
     opt = torch.optim.AdamW(param_groups(model, tcfg.weight_decay), lr=tcfg.lr, fused=True)
     ids = [device.index] if device.type == 'cuda' else None
     ddp = DistributedDataParallel(model, device_ids=ids) if world > 1 else None
+    listener = load_listener(codec, progress) if held and rank == 0 else None
+    ceiling = codec_per(held[:PER_EVAL], codec, listener) if listener else None
     return Session(run_dir, config, model, opt, torch.Generator().manual_seed(tcfg.seed), train_utts, held, vocab,
-                   device, milestones=Milestones(), codec=codec, rank=rank, world=world, ddp=ddp)
+                   device, milestones=Milestones(), codec=codec, rank=rank, world=world, ddp=ddp, listener=listener,
+                   per_ceiling=ceiling)
 
 def _trim_csv(path, last_step):
-    "Keep only rows up to `last_step` (steps after the last checkpoint are run again)."
-    rows = list(csv.reader(path.open()))
-    write_csv(path, rows[0], [r for r in rows[1:] if r and int(r[0]) <= last_step])
+    "Keep only rows up to `last_step` (steps after the last checkpoint are run again), in today's `COLUMNS`."
+    rows = list(csv.DictReader(path.open()))
+    write_csv(path, COLUMNS, [[r.get(c) or '' for c in COLUMNS] for r in rows if int(r['step']) <= last_step])
 
 def restore(s: Session) -> Session:
     """Continue from `checkpoint.pt` when there is one: weights, optimiser, RNGs, step, wall time, milestones;
@@ -209,6 +218,10 @@ def train_steps(s: Session, tcfg: TrainConfig, progress: bool = True):
                 due = step % tcfg.eval_every == 0 or step == tcfg.steps
                 ev = evaluate(s.model, s.held, s.vocab, s.device) if s.held and due else {}
                 if ev: s.heldout = ev
+                if ev and s.listener:                   # intelligibility: what the listener hears of held-out texts
+                    ev['heldout_per'] = free_running_per(s.model, s.held[:PER_EVAL], s.train_utts, s.vocab, s.codec,
+                                                         s.listener, s.device)
+                    s.milestones.update_per(step, wall, ev['heldout_per'], s.per_ceiling)
                 row = _row(step, wall, tok, dur, acc, dacc, n, timer, mem, ev, tcfg.dur_weight)
                 out.writerow([_cell(row.get(c)) for c in COLUMNS])
                 f.flush()
@@ -216,6 +229,7 @@ def train_steps(s: Session, tcfg: TrainConfig, progress: bool = True):
                 if progress and (step % log_every == 0 or step == tcfg.steps):
                     eta = (time.perf_counter() - t0 - s.wall0) / (step - first + 1) * (tcfg.steps - step)
                     held = f" held-out {ev['heldout_acc']:.3f}" if ev else ''
+                    held += f" PER {ev['heldout_per']:.1%}" if 'heldout_per' in ev else ''
                     print(f'{s.run_dir.name}: step {step}/{tcfg.steps} loss {row["loss"]:.3f} acc {acc["acc"]:.3f}'
                           f'{held} dur {dacc:.2f} ({row["step_ms"]:.0f} ms/step, ETA {eta:.0f} s)', flush=True)
                 # checkpoint
@@ -253,7 +267,7 @@ def _samples(run_dir, model, vocab, codec, config: dict, speaker: str|None) -> l
     t = config['train']
     ref = load_corpus([t['fragment'] if t['data'] == 'fragment' else 0], codec, progress=False,
                       multi=t['data'] == 'corpus-multi')[0]
-    return write_samples(run_dir, model, vocab, codec, ref, speaker=speaker)
+    return write_samples(run_dir, model, vocab, codec, ref, speaker=speaker, listener=load_listener(codec))
 
 def _add_samples(run_dir, speaker: str|None) -> dict:
     "A finished run trained without samples gets them (and its summary their records); one that has them is kept."
@@ -288,6 +302,8 @@ def finish(s: Session, samples: bool = False, speaker: str|None = None) -> dict:
     audio = heldout_audio(s.model, s.held, s.train_utts, s.vocab, s.codec, s.device) if s.held else None
     ms = {k: _median(col(f'{k}_ms', timed)) for k in ('fwd', 'bwd', 'opt')} | {'total': _median(col('step_ms', timed))}
     teacher = {f'heldout_teacher_{k}': ev.get(f'heldout_teacher_{k}') for k in ('acc', 'acc_cb', 'ce', 'ce_cb')}
+    listener = s.listener or load_listener(s.codec)   # shipped for the offline codec; trained once for another
+    heard = intelligibility(s.model, s.held, s.train_utts, s.vocab, s.codec, listener, s.device, TEST_PROMPTS)
     return write_summary(s.run_dir, dict(
         finished=True, steps=int(last['step']), wall_s=float(last['wall_s']), final_acc=float(last['acc']),
         peak_acc=max(col('acc')), final_dur_acc=float(last['dur_acc']), final_top10=float(last['top10']),
@@ -296,7 +312,9 @@ def finish(s: Session, samples: bool = False, speaker: str|None = None) -> dict:
         heldout_acc_cb=ev.get('heldout_acc_cb'), heldout_ce=ev.get('heldout_ce'), heldout_ce_cb=ev.get('heldout_ce_cb'),
         heldout_dur_acc=ev.get('heldout_dur_acc'), heldout_by_speaker=ev.get('heldout_by_speaker'), **teacher,
         baselines=base, nats_gained=base['unigram_ce'] - ev['heldout_ce'] if ev else None,
-        beats_majority=ev['heldout_acc'] > base['majority_acc'] if ev else None, heldout_audio=audio,
+        beats_majority=ev['heldout_acc'] > base['majority_acc'] if ev else None, heldout_audio=audio, **heard,
+        listener=listener_key(s.codec),
+        intelligibility_milestones=s.milestones.data['intelligibility'] if s.held else None,
         step_95=s.milestones.step_of(95), step_99=s.milestones.step_of(99), ms_per_step=ms,
         tokens_per_s=_median(col('tokens_per_s', timed)), tensor_peak_mb=max(col('tensor_peak_mb'), default=None),
         params=s.model.param_split(), codec=config['codec'], backend=config['backend'], device=config['device'],

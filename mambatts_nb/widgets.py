@@ -77,7 +77,8 @@ def sample_row(run: Path, rec: dict) -> W.HBox:
     path = run/rec['file']
     wav, _ = sf.read(path, dtype='float32')
     measures = ', '.join(f'{k} {rec[k]:.3g}'
-                         for k in ('duration_error_frames', 'log_mel_l1', 'mcd_db', 'log_f0_rmse_cents', 'vuv_error')
+                         for k in ('per', 'duration_error_frames', 'log_mel_l1', 'mcd_db', 'log_f0_rmse_cents',
+                                   'vuv_error')
                          if rec.get(k) is not None)
     text = W.HTML(f"<b>{rec['name']}</b><br><i>{rec['text']}</i><br>"
                   f"{rec['seconds']:.2f} s {('· ' + measures) if measures else ''}", layout=W.Layout(width='32%'))
