@@ -1,24 +1,29 @@
 "The aligner end to end: the papermill notebook's espeak check, and `mambatts align` on a corpus folder."
 import json, subprocess, sys
 from pathlib import Path
-import papermill as pm
+import papermill as pm, pytest
 from mambatts_nb.corpora import write_test_corpus, prepare
 from mambatts_nb.data import corpus_sentences
 
 ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.slow               # a notebook, a subprocess, and the aligner fitted on the whole corpus
 
 def test_align_notebook_validates_on_espeak_speech(tmp_path):
     pm.execute_notebook(ROOT/'nbs'/'align.ipynb', tmp_path/'align.ipynb', kernel_name='python3', progress_bar=False,
-                        parameters=dict(data='espeak', voice='pl+m3', rate=220, n=8, epochs=3, out_dir=str(tmp_path)), cwd=str(ROOT/'nbs'))
+                        parameters=dict(data='espeak', voice='pl+m3', rate=220, n=8, epochs=3, out_dir=str(tmp_path)),
+                        cwd=str(ROOT/'nbs'))
     out = tmp_path/'align'/'espeak-pl+m3-r220-s0'
     rec = json.loads((out/'validation.json').read_text())
     assert rec['utterances'] == 8 and rec['voice'] == 'pl+m3' and rec['rate'] == 220 and len(rec['history']) == 3
-    assert rec['boundaries'] > 8 * 20 and 0 <= rec['within_1'] <= rec['within_2'] <= 1 and rec['mean_frames'] >= 0
+    # 3 epochs on 8 sentences, measured: 472 boundaries, 3.18 frames off on average, 31% within 1 frame, 48% within 2
+    assert 400 < rec['boundaries'] < 550 and 2 < rec['mean_frames'] < 4.5, rec
+    assert 0.2 < rec['within_1'] < rec['within_2'] and 0.35 < rec['within_2'] < 0.7, rec
     assert (out/'alignments.html').stat().st_size > 100_000
 
 def test_align_cli_writes_durations_into_the_manifest(tmp_path):
     root = write_test_corpus(tmp_path, 'commonvoice', corpus_sentences()[10:14], bad=True)
-    p = subprocess.run([Path(sys.executable).parent/'mambatts', 'align', str(root), '--epochs', '3'], capture_output=True, text=True)
+    p = subprocess.run([Path(sys.executable).parent/'mambatts', 'align', str(root), '--epochs', '3'],
+                       capture_output=True, text=True)
     assert p.returncode == 0, p.stderr[-3000:]
     assert 'alignments.html' in p.stdout
     d = Path(prepare(str(root), progress=False)['dir'])

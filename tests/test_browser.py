@@ -1,9 +1,10 @@
 """The dashboard as its users see it: listen.ipynb opened in JupyterLab, all cells run from the Run menu, in headless
-Chromium. The plotly curves, the audio players and no error output must appear; a screenshot lands in outputs/."""
+Chromium. The plotly curves, the audio players and no error output must appear; a screenshot lands in outputs/. And
+listen.ipynb run by papermill, its widgets saved with their audio."""
 import json, os, shutil, socket, subprocess, sys, time, urllib.request
 from contextlib import contextmanager
 from pathlib import Path
-import pytest
+import papermill as pm, pytest
 from playwright.sync_api import sync_playwright, TimeoutError as PlaywrightTimeout
 from mambatts_nb.codec import codec_warning
 
@@ -40,11 +41,11 @@ def jupyterlab(root: Path, home: Path, env: dict):
         f.parent.mkdir(parents=True, exist_ok=True)
         f.write_text(json.dumps(values))
     port = _free_port()
-    env = dict(os.environ, **env, JUPYTERLAB_SETTINGS_DIR=str(home/'settings'), JUPYTERLAB_WORKSPACES_DIR=str(home/'workspaces'),
-               JUPYTER_RUNTIME_DIR=str(home/'runtime'))
-    cmd = [sys.executable, '-m', 'jupyterlab', '--no-browser', '--allow-root', '--ServerApp.ip=127.0.0.1', f'--ServerApp.port={port}',
-           '--ServerApp.port_retries=0', '--IdentityProvider.token=', '--ServerApp.password=', f'--ServerApp.root_dir={root}',
-           '--LabApp.extension_manager=readonly']
+    env = dict(os.environ, **env, JUPYTERLAB_SETTINGS_DIR=str(home/'settings'),
+               JUPYTERLAB_WORKSPACES_DIR=str(home/'workspaces'), JUPYTER_RUNTIME_DIR=str(home/'runtime'))
+    cmd = [sys.executable, '-m', 'jupyterlab', '--no-browser', '--allow-root', '--ServerApp.ip=127.0.0.1',
+           f'--ServerApp.port={port}', '--ServerApp.port_retries=0', '--IdentityProvider.token=',
+           '--ServerApp.password=', f'--ServerApp.root_dir={root}', '--LabApp.extension_manager=readonly']
     with open(home/'server.log', 'w') as log:
         server = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=root)
         try:
@@ -57,13 +58,15 @@ def jupyterlab(root: Path, home: Path, env: dict):
             except subprocess.TimeoutExpired: server.kill()
 
 def wait_kernel_settled(url, timeout=120):
-    "Wait until the server holds one session whose kernel stays the same and idle for 3 s (JupyterLab may replace its first)."
+    """Wait until the server holds one session whose kernel stays the same and idle for 3 s (JupyterLab may replace
+    its first)."""
     deadline, seen = time.time() + timeout, []
     while time.time() < deadline:
         with urllib.request.urlopen(f'{url}/api/sessions', timeout=5) as r:
             sessions = json.load(r)
         seen.append([(s['kernel']['id'], s['kernel']['execution_state']) for s in sessions])
-        if len(seen) >= 4 and all(len(k) == 1 and k == seen[-1] and k[0][1] == 'idle' for k in seen[-4:]): return
+        if len(seen) >= 4 and all(len(k) == 1 and k == seen[-1] and k[0][1] == 'idle' for k in seen[-4:]):
+            return
         time.sleep(1)
     raise TimeoutError(f'no settled idle kernel within {timeout} s: {seen[-3:]}')
 
@@ -73,29 +76,54 @@ def run_all_cells(page, tries=3):
         page.locator('.lm-MenuBar-item', has_text='Run').first.click()
         page.locator('.lm-Menu-item[data-command="runmenu:run-all"]').click()
         try:                                                # the parameters cell is instant: its count must appear
-            page.wait_for_function("""() => /\\[[0-9]+\\]/.test(document.querySelector('.jp-CodeCell .jp-InputPrompt').innerText)""",
-                                   timeout=60_000)
+            page.wait_for_function(
+                """() => /\\[[0-9]+\\]/.test(document.querySelector('.jp-CodeCell .jp-InputPrompt').innerText)""",
+                timeout=60_000)
             return
         except PlaywrightTimeout: pass
     raise AssertionError(f'Run All Cells finished no cell in {tries} tries')
 
 def dashboard_state(page) -> dict:
-    "What the page shows: plotly figures with their trace counts, audio sources, mel pictures, codec warnings, error outputs."
+    """What the page shows: plotly figures with their trace counts, audio sources, mel pictures, codec warnings, error
+    outputs."""
     return page.evaluate("""() => ({
         plots: [...document.querySelectorAll('.js-plotly-plot')].map(p => (p.data || []).length),
         audio: [...document.querySelectorAll('audio')].map(a => a.currentSrc || a.src || ''),
-        errors: [...document.querySelectorAll('[data-mime-type="application/vnd.jupyter.error"]')].map(e => e.innerText),
-        stderr: [...document.querySelectorAll('[data-mime-type="application/vnd.jupyter.stderr"]')].map(e => e.innerText),
+        errors: [...document.querySelectorAll('[data-mime-type="application/vnd.jupyter.error"]')]
+            .map(e => e.innerText),
+        stderr: [...document.querySelectorAll('[data-mime-type="application/vnd.jupyter.stderr"]')]
+            .map(e => e.innerText),
         warnings: [...document.querySelectorAll('.mambatts-codec-warning')].map(e => e.innerText),
         images: [...document.querySelectorAll('.widget-image')].map(i => i.naturalWidth),
     })""")
+
+@pytest.fixture(scope='module')
+def short_run_root(tmp_path_factory, train_notebook):
+    "A 3-step run of train.ipynb with its samples, in <root>/train/: what both tests open (they only read it)."
+    root = tmp_path_factory.mktemp('short')
+    train_notebook(root, steps=3)
+    return root
+
+@pytest.mark.slow
+def test_listen_notebook_renders_dashboard_with_audio(tmp_path, short_run_root):
+    out = tmp_path/'listen.ipynb'
+    pm.execute_notebook(ROOT/'nbs'/'listen.ipynb', out, parameters=dict(root=str(short_run_root)),
+                        kernel_name='python3', progress_bar=False, cwd=str(ROOT/'nbs'))
+    nb = json.loads(out.read_text())
+    views = [o for c in nb['cells'] for o in c.get('outputs', [])
+             if 'application/vnd.jupyter.widget-view+json' in o.get('data', {})]
+    state = nb['metadata']['widgets']['application/vnd.jupyter.widget-state+json']['state']
+    audio = [w for w in state.values() if w['model_name'] == 'AudioModel']
+    assert views and len(audio) == 5 and all(w['state'].get('format') == 'wav' for w in audio)
 
 # the dashboard has drawn its players and curves, or a cell has failed (JupyterLab 4 shows tracebacks as stderr)
 DONE = """() => (document.querySelectorAll('audio').length >= 5 && document.querySelector('.js-plotly-plot'))
              || [...document.querySelectorAll('[data-mime-type$="error"], [data-mime-type$="stderr"]')]
                     .some(e => /Traceback|Error/.test(e.innerText))"""
 
-@pytest.mark.skipif(CHROMIUM is None, reason="Debian's chromium is not on PATH (apt-get install chromium; .ci/run does)")
+@pytest.mark.slow
+@pytest.mark.skipif(CHROMIUM is None,
+                    reason="Debian's chromium is not on PATH (apt-get install chromium; .ci/run does)")
 def test_dashboard_runs_in_jupyterlab(tmp_path, short_run_root):
     runs, lab = short_run_root, tmp_path/'lab'
     lab.mkdir()

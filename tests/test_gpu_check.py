@@ -3,11 +3,13 @@ import subprocess, sys, torch, pytest
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-SECTIONS = ['## Environment', '## CUDA tests', '## One block, forward + backward', '## Whole-model training step', '## Phase 2']
+SECTIONS = ['## Environment', '## CUDA tests', '## One block, forward + backward', '## Whole-model training step',
+            '## Phase 2']
+pytestmark = pytest.mark.slow                   # the script in a subprocess
 
 def _check(*args, cwd=ROOT):
-    return subprocess.run([sys.executable, str(ROOT/'scripts'/'gpu-check'), *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=600)
+    return subprocess.run([sys.executable, str(ROOT/'scripts'/'gpu-check'), *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=600)
 
 def test_smoke_writes_every_section(tmp_path):
     p = _check('--device', 'cpu', '--smoke', '--work', str(tmp_path))

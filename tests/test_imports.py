@@ -6,7 +6,8 @@ import pytest
 
 PKG = Path(__file__).resolve().parents[1]/'mambatts_nb'
 MODULES = sorted(p.stem for p in PKG.glob('*.py') if p.stem not in ('__init__', '_modidx'))
-OPTIONAL = {'triton', '.triton_scan', 'mamba_ssm', 'papermill', 'submitit', 'tensorboard', 'torch.utils.tensorboard', 'mambapy'}
+OPTIONAL = {'triton', '.triton_scan', 'mamba_ssm', 'papermill', 'submitit', 'tensorboard', 'torch.utils.tensorboard',
+            'mambapy'}
 
 def imports(module: str):
     "(package module imported at top level, [(line, name) of imports inside functions or classes])."
@@ -20,6 +21,7 @@ def imports(module: str):
                 if isinstance(n, ast.ImportFrom): nested.append((n.lineno, ('.' * n.level) + (n.module or '')))
     return top, nested
 
+@pytest.mark.slow
 def test_every_module_imports_in_a_fresh_interpreter():
     code = '; '.join(f'import mambatts_nb.{m}' for m in MODULES)
     p = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True)

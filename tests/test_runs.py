@@ -14,17 +14,21 @@ SCRIPT = """
 import sys
 from mambatts_nb.config import model_config, TrainConfig
 from mambatts_nb.train import train
-train(model_config('tiny', d_model=32, text_layers=1, audio_layers=1), TrainConfig(steps=int(sys.argv[2]), seed=1), sys.argv[1], progress=False)
+train(model_config('tiny', d_model=32, text_layers=1, audio_layers=1), TrainConfig(steps=int(sys.argv[2]), seed=1),
+      sys.argv[1], progress=False)
 """
 
+@pytest.mark.slow
 def test_second_run_into_the_same_directory_is_refused_and_the_first_is_unharmed(tmp_path, codec):
     run = tmp_path/'run'
     first = subprocess.Popen([sys.executable, '-c', SCRIPT, str(run), '150'], stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
-    while not (run/'.lock.holder.json').exists() and time.time() < deadline: time.sleep(0.05)
+    while not (run/'.lock.holder.json').exists() and time.time() < deadline:
+        time.sleep(0.05)
     second = subprocess.run([sys.executable, '-c', SCRIPT, str(run), '150'], capture_output=True, text=True)
     assert second.returncode != 0
-    assert f"Run {str(run)!r} is in use by another process" in second.stderr and f'pid {first.pid}' in second.stderr, second.stderr[-800:]
+    assert f"Run {str(run)!r} is in use by another process" in second.stderr, second.stderr[-800:]
+    assert f'pid {first.pid}' in second.stderr, second.stderr[-800:]
     assert first.wait(timeout=600) == 0, first.stderr.read()[-2000:]
     rows = (run/'metrics.csv').read_text().splitlines()
     assert len(rows) == 151 and [int(r.split(',')[0]) for r in rows[1:]] == list(range(1, 151))
@@ -38,19 +42,27 @@ def test_tensor_peak_memory_differs_between_model_sizes(utts, vocab):
         opt = torch.optim.AdamW(param_groups(model, 0.01), lr=1e-3)
         def step():
             loss = loss_fn(*model(b.phonemes, b.phoneme_mask, b.durations, b.codes, b.frame_mask)[:2], b)[0]
-            opt.zero_grad(set_to_none=True); loss.backward(); opt.step()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
         step()
-        return tensor_peak_mb(step, 'cpu', state_tensors(model, opt))[1], sum(p.numel() for p in model.parameters()) * 4 / 2**20
+        weights_mb = sum(p.numel() for p in model.parameters()) * 4 / 2**20
+        return tensor_peak_mb(step, 'cpu', state_tensors(model, opt))[1], weights_mb
     (small, small_w), (big, big_w) = peak(64), peak(256)
     assert small > 3 * small_w and big > 3 * big_w          # weights, gradients, two Adam moments, activations
     assert big - small > 3 * (big_w - small_w)
 
+@pytest.mark.slow
 @pytest.mark.parametrize('nb', ['train', 'phase', 'listen', 'bench', 'align'])
 def test_papermill_help_lists_every_parameter_without_warnings(nb):
-    r = subprocess.run([sys.executable, '-m', 'papermill', '--help-notebook', str(ROOT/'nbs'/f'{nb}.ipynb')], capture_output=True, text=True)
+    r = subprocess.run([sys.executable, '-m', 'papermill', '--help-notebook', str(ROOT/'nbs'/f'{nb}.ipynb')],
+                       capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
-    cell = next(c for c in json.loads((ROOT/'nbs'/f'{nb}.ipynb').read_text())['cells'] if 'parameters' in c['metadata'].get('tags', []))
-    names = [l.split(':')[0].split('=')[0].strip() for l in ''.join(cell['source']).splitlines() if l.strip() and not l.startswith('#')]
-    listed = [l.split(':')[0].strip() for l in r.stdout.splitlines() if l.startswith('  ') and ':' in l and not l.startswith('    ')]
+    cell = next(c for c in json.loads((ROOT/'nbs'/f'{nb}.ipynb').read_text())['cells']
+                if 'parameters' in c['metadata'].get('tags', []))
+    names = [l.split(':')[0].split('=')[0].strip() for l in ''.join(cell['source']).splitlines()
+             if l.strip() and not l.lstrip().startswith('#')]               # a comment's own continuation line too
+    listed = [l.split(':')[0].strip() for l in r.stdout.splitlines()
+              if l.startswith('  ') and ':' in l and not l.startswith('    ')]
     assert listed == names, (listed, names)
     assert 'Unknown type' not in r.stdout and 'Unable to parse' not in r.stdout + r.stderr and 'WARNING' not in r.stderr

@@ -3,18 +3,10 @@ import pytest, torch
 from mambatts_nb.ssm import selective_scan
 from mambatts_nb.blocks import MambaMixer
 
-def _inputs(b, d, n, l, dt_scale, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    r = lambda *s: torch.randn(*s, generator=g)
-    mask = torch.ones(b, l)
-    mask[0, l * 2 // 3:] = 0                                     # a padded tail on item 0
-    return dict(u=r(b, d, l) * mask[:, None], delta=r(b, d, l) * dt_scale, A=-torch.rand(d, n, generator=g) * 16 - 0.1,
-                B=r(b, n, l), C=r(b, n, l), D=r(d), z=r(b, d, l), delta_bias=r(d), delta_softplus=True, h0=r(b, d, n))
-
 @pytest.mark.parametrize('l,dt_scale,d', [(1, 1.0, 6), (257, 1.0, 6), (2048, 1.0, 6), (300, 30.0, 6), (130, 1.0, 70)])
-def test_scan_equals_step_values_and_gradients(l, dt_scale, d):
+def test_scan_equals_step_values_and_gradients(l, dt_scale, d, scan_inputs):
     "fp32, padding, a carried state, large Δ; d 70: the fused kernel's channel blocks of 32, the last one ragged."
-    x = _inputs(2, d, 16, l, dt_scale)
+    x = scan_inputs(2, d, 16, l, dt_scale)
     leaves = {k: v.requires_grad_() for k, v in x.items() if torch.is_tensor(v)}
     outs = {}
     for backend in ('step', 'scan', 'fused'):
@@ -26,7 +18,8 @@ def test_scan_equals_step_values_and_gradients(l, dt_scale, d):
         y2, s2, g2 = outs[backend]
         torch.testing.assert_close(y2, y1, atol=1e-5, rtol=1e-5)
         torch.testing.assert_close(s2, s1, atol=1e-5, rtol=1e-5)
-        for k, a, b in zip(leaves, g1, g2): torch.testing.assert_close(b, a, atol=1e-5, rtol=1e-4, msg=f'{backend} d{k}')
+        for k, a, b in zip(leaves, g1, g2):
+            torch.testing.assert_close(b, a, atol=1e-5, rtol=1e-4, msg=f'{backend} d{k}')
 
 def test_mambapy_weights_load_unchanged_and_agree():
     mambapy = pytest.importorskip('mambapy.mamba')

@@ -6,20 +6,20 @@ import os, subprocess, sys, pytest, torch
 CHILD = os.environ.get('MAMBATTS_TRITON_CHILD') == '1'
 if CHILD: os.environ['TRITON_INTERPRET'] = '1'
 pytest.importorskip('triton', reason='triton is installed by the [dev] extra')
-from test_ssm import _inputs
 from mambatts_nb.ssm import selective_scan, resolve_backend, scan_step
 
 DEV = torch.device('cuda' if torch.cuda.is_available() else 'cpu')
 kernel_runs = pytest.mark.skipif(not (DEV.type == 'cuda' or CHILD),
                                  reason='on the CPU these run in the interpreter child of test_triton_in_interpreter')
 
+@pytest.mark.slow
 def test_triton_in_interpreter():
     "CPU: every case of this file, in a fresh process with Triton's interpreter on; none may fail or skip."
     if DEV.type == 'cuda' or CHILD: pytest.skip('CUDA runs the cases compiled; the child runs them itself')
     env = dict(os.environ, TRITON_INTERPRET='1', MAMBATTS_TRITON_CHILD='1')
-    r = subprocess.run([sys.executable, '-m', 'pytest', '-q', '-rs', '-p', 'no:cacheprovider', '-k', 'not in_interpreter and not needs_cuda',
-                        __file__], env=env,
-                       capture_output=True, text=True, cwd=os.path.dirname(__file__))
+    r = subprocess.run([sys.executable, '-m', 'pytest', '-q', '-rs', '-p', 'no:cacheprovider',
+                        '-k', 'not in_interpreter and not needs_cuda', __file__],
+                       env=env, capture_output=True, text=True, cwd=os.path.dirname(__file__))
     out = r.stdout + r.stderr
     assert r.returncode == 0, out[-4000:]
     summary = out.strip().splitlines()[-1]
@@ -34,9 +34,9 @@ def _run(x, backend):
 
 @kernel_runs
 @pytest.mark.parametrize('l,dt_scale,carried', [(70, 1.0, True), (65, 30.0, False)])
-def test_selective_scan_triton_equals_step(l, dt_scale, carried):
+def test_selective_scan_triton_equals_step(l, dt_scale, carried, scan_inputs):
     "Through `selective_scan` (Δ bias, softplus, D, z); 70 and 65 steps cross the 64-step chunk boundary."
-    x = _inputs(2, 6, 16, l, dt_scale)
+    x = scan_inputs(2, 6, 16, l, dt_scale)
     if not carried: x.pop('h0')
     ref = _run({k: v.double() if torch.is_tensor(v) else v for k, v in x.items()}, 'step')
     y, last, grads = _run({k: v.float().to(DEV) if torch.is_tensor(v) else v for k, v in x.items()}, 'triton')
@@ -44,7 +44,8 @@ def test_selective_scan_triton_equals_step(l, dt_scale, carried):
     torch.testing.assert_close(y.cpu().double(), ref[0], atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(last.cpu().double(), ref[1], atol=1e-5, rtol=1e-5)
     assert grads.keys() == ref[2].keys()
-    for k, g in grads.items(): torch.testing.assert_close(g.cpu().double(), ref[2][k], atol=1e-5, rtol=1e-4, msg=f'd{k}')
+    for k, g in grads.items():
+        torch.testing.assert_close(g.cpu().double(), ref[2][k], atol=1e-5, rtol=1e-4, msg=f'd{k}')
 
 @kernel_runs
 @pytest.mark.parametrize('b,d,l,n,scale,carried,chunk', [
@@ -69,13 +70,13 @@ def test_kernel_equals_step(b, d, l, n, scale, carried, chunk):
         if a is not None: torch.testing.assert_close(a.grad.cpu().double(), e.grad, atol=1e-5, rtol=1e-4, msg=name)
 
 @kernel_runs
-def test_triton_backend_choice():
+def test_triton_backend_choice(scan_inputs):
     "The backend resolves where it can run; fp64 is refused by name (the kernel is fp32)."
     from mambatts_nb.triton_scan import scan_triton
     assert resolve_backend('triton', DEV) == 'triton'
     if DEV.type == 'cuda': assert resolve_backend('auto', DEV) in ('triton', 'mamba_ssm')
     else: assert resolve_backend('auto', DEV) in ('fused', 'scan')
-    x = _inputs(1, 2, 4, 5, 1.0)
+    x = scan_inputs(1, 2, 4, 5, 1.0)
     with pytest.raises(TypeError, match='runs in fp32, got torch.float64'):
         scan_triton(*(x[k].double().to(DEV) for k in ('u', 'delta', 'A', 'B', 'C')))
 
