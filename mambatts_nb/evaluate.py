@@ -19,8 +19,8 @@ from .checkpoint import load_run
 from .protocols import run_data
 
 # %% auto #0
-__all__ = ['evaluate', 'teacher_forced', 'evaluate_run', 'evaluate_cli', 'heldout_audio', 'free_running_per', 'codec_per',
-           'intelligibility']
+__all__ = ['evaluate', 'teacher_forced', 'final_heldout', 'evaluate_run', 'evaluate_cli', 'heldout_audio', 'free_running_per',
+           'codec_per', 'intelligibility']
 
 # %% ../nbs/08c_evaluate.ipynb #a8c918de
 @torch.no_grad()
@@ -59,6 +59,21 @@ def teacher_forced(ev: dict) -> dict:
     "`evaluate(…, teacher=True)`'s token measures renamed heldout_teacher_*, to sit beside the free-running ones."
     return {k.replace('heldout', 'heldout_teacher'): ev[k]
             for k in ('heldout_acc', 'heldout_acc_cb', 'heldout_ce', 'heldout_ce_cb')}
+
+# %% ../nbs/08c_evaluate.ipynb #273631b2
+def final_heldout(model, held, train, vocab, device, last: dict|None = None) -> dict:
+    """A run's final held-out measures: the `last` evaluation's (else a new one), each speaker's accuracy beside its
+    own majority-code floor, and for hierarchical heads the teacher-forced ones; {} without held-out data."""
+    if not held: return {}
+    ev = dict(last or evaluate(model, held, vocab, device))
+    if 'heldout_acc_by_speaker' in ev:
+        major = majority_codes(u.codes for u in train)[:, None]
+        floor = lambda us: float(sum(int((u.codes == major).sum()) for u in us) / sum(u.codes.numel() for u in us))
+        ev['heldout_by_speaker'] = {k: dict(acc=a, majority_acc=floor([u for u in held if u.speaker == k]))
+                                    for k, a in ev.pop('heldout_acc_by_speaker').items()}
+    if model.cfg.heads == 'hierarchical':         # given the true lower codebooks too: what the heads learnt, apart
+        ev |= teacher_forced(evaluate(model, held, vocab, device, teacher=True))   # from their own errors
+    return ev
 
 # %% ../nbs/08c_evaluate.ipynb #16bf61af
 def evaluate_run(run_dir, teacher: bool = False, device='cpu', save: bool = False) -> dict:

@@ -11,14 +11,15 @@ from fastcore.script import call_parse
 from .text import phonemize
 from .codec import SAMPLE_RATE
 from .data import TEST_PROMPTS, Utterance, load_corpus, default_codec
-from .runs import write_json
+from .runs import write_json, read_summary, write_summary
 from .metrics import audio_measures, f0_yin
-from .listener import listen, audio_frames
+from .listener import listen, audio_frames, load_listener
 from .checkpoint import load_run
 from .protocols import run_data
 
 # %% auto #0
-__all__ = ['synthesise', 'write_samples', 'stream_audio', 'measure_streaming', 'speaker_f0', 'synthesise_to_wav', 'generate_cli']
+__all__ = ['synthesise', 'write_samples', 'run_samples', 'add_samples', 'stream_audio', 'measure_streaming', 'speaker_f0',
+           'synthesise_to_wav', 'generate_cli']
 
 # %% ../nbs/10_generate.ipynb #d2a983cd
 @torch.no_grad()
@@ -71,6 +72,24 @@ def write_samples(run_dir, model, vocab, codec, ref: Utterance, texts=TEST_PROMP
         records.append(rec)
     write_json(d/'samples.json', records)
     return records
+
+# %% ../nbs/10_generate.ipynb #3eacd704
+def run_samples(run_dir, model, vocab, codec, config: dict, speaker: str|None = None, listener=None) -> list:
+    """A run's samples/*.wav (`write_samples`, each with its PER by `listener`, default the codec's): the reference is
+    its fragment, else corpus utterance 0, in the voices of the run's data."""
+    t = config['train']
+    ref = load_corpus([t['fragment'] if t['data'] == 'fragment' else 0], codec, progress=False,
+                      multi=t['data'] == 'corpus-multi')[0]
+    return write_samples(run_dir, model, vocab, codec, ref, speaker=speaker, listener=listener or load_listener(codec))
+
+def add_samples(run_dir, speaker: str|None = None) -> dict:
+    "A finished run trained without samples gets them, and its summary their records; one that has them is kept."
+    summary = read_summary(run_dir)
+    if summary['samples'] is None or not (Path(run_dir)/'samples'/'samples.json').exists():
+        model, vocab, config = load_run(run_dir)
+        records = run_samples(run_dir, model, vocab, default_codec(), config, speaker)
+        summary = write_summary(run_dir, summary | dict(samples=records))
+    return summary
 
 # %% ../nbs/10_generate.ipynb #05cfa931
 @torch.no_grad()

@@ -14,18 +14,17 @@ from tqdm.auto import tqdm
 from .config import ModelConfig, TrainConfig, N_CODEBOOKS
 from .runs import (write_csv, write_json, read_json, read_summary, write_summary, is_finished, run_lock,
                               resolve_knobs, knob_parser, KNOB)
-from .data import collate, run_speakers, load_corpus, default_codec, TEST_PROMPTS
+from .data import collate, run_speakers, TEST_PROMPTS
 from .model import TTSModel, loss_fn, forward_batch
 from .metrics import (token_accuracy, duration_accuracy, Milestones, StepTimer, tensor_peak_mb,
-                                 state_tensors, code_baselines, majority_codes, run_record)
+                                 state_tensors, code_baselines, run_record)
 from .ssm import resolve_backend
 from .distributed import resolve_device, dist_env, dist_start, all_sum
 from .protocols import prepare_data
-from .checkpoint import save_checkpoint, load_checkpoint, save_weights, load_run
-from .evaluate import (evaluate, teacher_forced, heldout_audio, intelligibility, free_running_per,
-                                  codec_per)
+from .checkpoint import save_checkpoint, load_checkpoint, save_weights
+from .evaluate import evaluate, final_heldout, heldout_audio, intelligibility, free_running_per, codec_per
 from .listener import load_listener, listener_key
-from .generate import write_samples
+from .generate import run_samples, add_samples
 
 # %% auto #0
 __all__ = ['COLUMNS', 'PER_EVAL', 'RESUMABLE', 'param_groups', 'Session', 'setup', 'restore', 'train_steps', 'train', 'finish',
@@ -33,8 +32,7 @@ __all__ = ['COLUMNS', 'PER_EVAL', 'RESUMABLE', 'param_groups', 'Session', 'setup
 
 # %% ../nbs/09_train.ipynb #9637ef91
 def param_groups(model, weight_decay: float) -> list:
-    """Two AdamW groups: ≥ 2-D weights decayed; 1-D parameters (biases, norms, layer scales)
-    and those marked `_no_weight_decay` not."""
+    "Two AdamW groups: ≥ 2-D weights decayed; 1-D ones (biases, norms, layer scales) and `_no_weight_decay` ones not."
     decay, no_decay = [], []
     for p in model.parameters():
         if not p.requires_grad: continue
@@ -48,9 +46,7 @@ COLUMNS = (['step', 'wall_s', 'loss', 'token_loss', 'dur_loss', 'acc', 'top10', 
               'heldout_dur_acc', 'heldout_per'])
 PER_EVAL = 8      # held-out utterances the listener scores at each evaluation (all of them at the end)
 
-def _cell(v):
-    "A metrics.csv cell: empty for None, 6 significant digits for a float."
-    return '' if v is None else f'{v:.6g}' if isinstance(v, float) else v
+def _cell(v): return '' if v is None else f'{v:.6g}' if isinstance(v, float) else v    # None: empty; floats: 6 digits
 
 # %% ../nbs/09_train.ipynb #6d66d713
 RESUMABLE = ('steps', 'ckpt_every', 'eval_every')     # may change between a run and its continuation
@@ -79,8 +75,7 @@ class Session:
     per_ceiling: float = None          # the codec's PER on the held-out utterances the listener scores
 
 def _check_same_run(run_dir, mcfg, tcfg, world: int = 1):
-    """Refuse to resume or skip a run directory that holds another configuration,
-    or was trained by another process count."""
+    "Refuse to resume or skip a run directory holding another configuration, or trained by another process count."
     old = read_json(run_dir/'config.json')
     if old is None: return
     if old.get('world_size', 1) != world:
@@ -124,8 +119,7 @@ def _trim_csv(path, last_step):
     write_csv(path, COLUMNS, [[r.get(c) or '' for c in COLUMNS] for r in rows if int(r['step']) <= last_step])
 
 def restore(s: Session) -> Session:
-    """Continue from `checkpoint.pt` when there is one: weights, optimiser, RNGs, step, wall time, milestones;
-    metrics.csv trimmed to it."""
+    "Continue from `checkpoint.pt` if any: weights, optimiser, RNGs, step, wall time, milestones; metrics.csv trimmed."
     ckpt, metrics = s.run_dir/'checkpoint.pt', s.run_dir/'metrics.csv'
     if ckpt.exists():
         ck = load_checkpoint(ckpt, s.device)
@@ -148,8 +142,8 @@ def _sample(train, batch_size, g, rank: int = 0, world: int = 1):
 def _step(s: Session, tcfg: TrainConfig, step: int, timer: StepTimer, amp: bool):
     """One optimiser step on this rank's share of a global batch →
     (batch, logits, log durations, token CE, duration MSE)."""
-    b = collate(_sample(s.train_utts, tcfg.batch_size, s.sampler, s.rank, s.world), s.vocab, s.model.cfg.speakers)
-    b = b.to(s.device)
+    utts = _sample(s.train_utts, tcfg.batch_size, s.sampler, s.rank, s.world)
+    b = collate(utts, s.vocab, s.model.cfg.speakers).to(s.device)
     # forward
     with timer('fwd'), torch.autocast(s.device.type, torch.bfloat16, enabled=amp):
         logits, log_dur, _ = forward_batch(s.ddp or s.model, b, teacher=True)
@@ -173,8 +167,7 @@ def _step(s: Session, tcfg: TrainConfig, step: int, timer: StepTimer, amp: bool)
     return b, logits, log_dur, tok, dur
 
 def _global_metrics(b, tok, dur, acc, dacc, device):
-    """The step's measures over the whole global batch:
-    each rank's weighted by its frames (tokens) or phonemes (durations)."""
+    "The step's measures over the global batch: each rank's weighted by its frames (tokens) or phonemes (durations)."
     n, p = b.frame_mask.sum().item(), b.phoneme_mask.sum().item()
     v = all_sum(n, p, n * tok, p * dur, n * acc['acc'], n * acc['top10'], *(n * a for a in acc['acc_cb']), p * dacc,
                 device=device)
@@ -194,8 +187,7 @@ def train_steps(s: Session, tcfg: TrainConfig, progress: bool = True):
     """Train from `s.step + 1` to `tcfg.steps`, appending to metrics.csv and checkpointing every `ckpt_every` steps.
     Under torchrun every rank trains its share of each global batch; rank 0 evaluates and writes the files."""
     ckpt, amp, lead = s.run_dir/'checkpoint.pt', tcfg.amp and s.device.type == 'cuda', s.rank == 0
-    timer, t0, first = StepTimer(s.device), time.perf_counter() - s.wall0, s.step + 1
-    log_every = max(1, tcfg.steps // 10)
+    timer, t0, first, log_every = StepTimer(s.device), time.perf_counter() - s.wall0, s.step + 1, max(1, tcfg.steps//10)
     s.model.train()
     with (s.run_dir/'metrics.csv').open('a', newline='') if lead else nullcontext() as f:
         out = csv.writer(f) if lead else None
@@ -253,7 +245,7 @@ def train(mcfg: ModelConfig, tcfg: TrainConfig, run_dir, preset: str = '', progr
             if is_finished(run_dir, tcfg.steps):
                 if rank: return None
                 if progress: print(f'{run_dir} is finished: skipped (delete it to train again)')
-                return _add_samples(run_dir, speaker) if samples else read_summary(run_dir)
+                return add_samples(run_dir, speaker) if samples else read_summary(run_dir)
             s = train_steps(restore(setup(mcfg, tcfg, run_dir, preset, group, progress and rank == 0)), tcfg, progress)
             return finish(s, samples, speaker) if rank == 0 else None
     finally:
@@ -262,35 +254,6 @@ def train(mcfg: ModelConfig, tcfg: TrainConfig, run_dir, preset: str = '', progr
 # %% ../nbs/09_train.ipynb #adcf79ab
 def _median(xs): return sorted(xs)[len(xs) // 2] if xs else None
 
-def _samples(run_dir, model, vocab, codec, config: dict, speaker: str|None) -> list:
-    "samples/*.wav of a run: the reference (its fragment, else corpus utterance 0) and the test prompts, with measures."
-    t = config['train']
-    ref = load_corpus([t['fragment'] if t['data'] == 'fragment' else 0], codec, progress=False,
-                      multi=t['data'] == 'corpus-multi')[0]
-    return write_samples(run_dir, model, vocab, codec, ref, speaker=speaker, listener=load_listener(codec))
-
-def _add_samples(run_dir, speaker: str|None) -> dict:
-    "A finished run trained without samples gets them (and its summary their records); one that has them is kept."
-    summary = read_summary(run_dir)
-    if summary['samples'] is None or not (run_dir/'samples'/'samples.json').exists():
-        model, vocab, config = load_run(run_dir)
-        records = _samples(run_dir, model, vocab, default_codec(), config, speaker)
-        summary = write_summary(run_dir, summary | dict(samples=records))
-    return summary
-
-def _heldout(s: Session) -> dict:
-    "The run's final held-out measures: the last evaluation's, each speaker's beside its floor, teacher-forced ones."
-    if not s.held: return {}
-    ev = s.heldout or evaluate(s.model, s.held, s.vocab, s.device)
-    if 'heldout_acc_by_speaker' in ev:                                         # each speaker beside its own floor
-        major = majority_codes(u.codes for u in s.train_utts)[:, None]
-        floor = lambda us: float(sum(int((u.codes == major).sum()) for u in us) / sum(u.codes.numel() for u in us))
-        ev['heldout_by_speaker'] = {k: dict(acc=a, majority_acc=floor([u for u in s.held if u.speaker == k]))
-                                    for k, a in ev.pop('heldout_acc_by_speaker').items()}
-    if s.model.cfg.heads == 'hierarchical':         # given the true lower codebooks too: what the heads learnt, apart
-        ev |= teacher_forced(evaluate(s.model, s.held, s.vocab, s.device, teacher=True))   # from their own errors
-    return ev
-
 def finish(s: Session, samples: bool = False, speaker: str|None = None) -> dict:
     "Write model.safetensors, milestones.json, samples (when asked) and summary.json (last: it marks the run finished)."
     save_weights(s.run_dir/'model.safetensors', s.model)
@@ -298,7 +261,7 @@ def finish(s: Session, samples: bool = False, speaker: str|None = None) -> dict:
     rows = list(csv.DictReader((s.run_dir/'metrics.csv').open()))
     col = lambda c, rs=rows: [float(r[c]) for r in rs if r.get(c) not in (None, '')]
     timed, last, config = rows[min(5, len(rows) - 1):], rows[-1], s.config        # timings skip warm-up steps
-    ev, base = _heldout(s), config['baselines']
+    ev, base = final_heldout(s.model, s.held, s.train_utts, s.vocab, s.device, s.heldout), config['baselines']
     audio = heldout_audio(s.model, s.held, s.train_utts, s.vocab, s.codec, s.device) if s.held else None
     ms = {k: _median(col(f'{k}_ms', timed)) for k in ('fwd', 'bwd', 'opt')} | {'total': _median(col('step_ms', timed))}
     teacher = {f'heldout_teacher_{k}': ev.get(f'heldout_teacher_{k}') for k in ('acc', 'acc_cb', 'ce', 'ce_cb')}
@@ -319,21 +282,18 @@ def finish(s: Session, samples: bool = False, speaker: str|None = None) -> dict:
         tokens_per_s=_median(col('tokens_per_s', timed)), tensor_peak_mb=max(col('tensor_peak_mb'), default=None),
         params=s.model.param_split(), codec=config['codec'], backend=config['backend'], device=config['device'],
         preset=config['preset'], group=config['group'], arch=config['model']['arch'],
-        samples=_samples(s.run_dir, s.model, s.vocab, s.codec, config, speaker) if samples else None))
+        samples=run_samples(s.run_dir, s.model, s.vocab, s.codec, config, speaker, listener) if samples else None))
 
 # %% ../nbs/09_train.ipynb #1e15c760
 def train_cli(**knobs) -> Path:
-    """Train one run from the shell (`mambatts train --knob value …`, or `python -m mambatts_nb.train …`) with the
-    knobs of `runs.KNOBS`; prints where it went and its summary. `torchrun --nproc_per_node N -m mambatts_nb.train …`
-    trains it with N processes (DDP), batch_size each."""
+    """Train one run from the shell (`mambatts train --knob value …`, `python -m mambatts_nb.train …`, or on N
+    processes `torchrun --nproc_per_node N -m mambatts_nb.train …`) by `runs.KNOBS`; print its directory, summary."""
     run, run_dir = resolve_knobs(knobs)
     s = train(run.model, run.train, run_dir, run.preset, group=run.group,
               samples=knobs.get('samples', KNOB['samples'].default), speaker=knobs.get('speaker'))
     if s is None: return run_dir                                 # a torchrun rank other than 0: rank 0 reports
-    print(run_dir)
-    print({k: s[k] for k in ('steps', 'final_acc', 'heldout_acc', 'step_95', 'ms_per_step', 'tensor_peak_mb', 'codec')})
+    print(run_dir, {k: s[k] for k in ('steps', 'final_acc', 'heldout_acc', 'heldout_per', 'prompts_per', 'codec')})
     return run_dir
 
-# %% ../nbs/09_train.ipynb #ac3ebd84
-#| eval: false
-if __name__ == '__main__': train_cli(**vars(knob_parser('python -m mambatts_nb.train').parse_args()))
+if __name__ == '__main__' and '__file__' in globals():     # run as a module, not in a notebook's kernel
+    train_cli(**vars(knob_parser('python -m mambatts_nb.train').parse_args()))
