@@ -17,7 +17,8 @@ from .text import Vocab, speak
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 from .runs import atomic_save, atomic_write_text, write_json, read_json, cache_dir
-from .data import to_24k, frame_durations, corpus_sentences, corpus_vocab, data_vocab, load_corpus, _sha
+from .data import (to_24k, frame_durations, core_sentences, corpus_vocab, data_vocab, load_corpus, _sha,
+                              CORE_SENTENCES)
 from .corpora import prepare, _read_jsonl
 
 # %% auto #0
@@ -192,7 +193,7 @@ def boundary_errors(predicted, exact) -> dict:
 def espeak_items(vocab: Vocab, voice: str = 'pl', rate: int|None = None, n: int|None = None) -> list:
     "AlignItems of the embedded sentences spoken by espeak-ng `voice` at `rate`, with exact durations."
     items = []
-    for i, s in enumerate(corpus_sentences()[:n]):
+    for i, s in enumerate(core_sentences()[:n]):
         sp = speak(s, voice, rate)
         wav = to_24k(sp.audio, sp.sample_rate)
         T = math.ceil(len(wav) / 320)
@@ -217,7 +218,7 @@ def validate_espeak(voice: str = 'pl', rate: int|None = None, n: int|None = None
 # %% ../nbs/04b_align.ipynb #37b3a4f5
 def learned_corpus_durations(epochs: int = 20, seed: int = 0, progress: bool = True) -> dict:
     "id → learned durations (P,) for every utterance of the embedded corpus (default voice); aligned once, then cached."
-    utts, vocab = load_corpus(progress=progress), corpus_vocab()
+    utts, vocab = load_corpus(range(CORE_SENTENCES), progress=progress), corpus_vocab()
     path = cache_dir()/f'aligned-corpus-{_sha(SHIFT, epochs, seed, *(f"{u.id}:{u.n_frames}" for u in utts))}.json'
     if not path.is_file():
         items = []

@@ -16,12 +16,12 @@ from .bench import main as bench_main
 from .corpora import prepare_cli
 from .align import align_cli
 from .compare import report_cli
-from .data import calibrate_cli
+from .data import calibrate_cli, corpus_cli
 from .listener import listen_cli, listener_cli
 
 COMMANDS = {'train': train_cli, 'generate': generate_cli, 'bench': bench_main, 'prepare': prepare_cli,
             'align': align_cli, 'report': report_cli, 'evaluate': evaluate_cli, 'calibrate': calibrate_cli,
-            'listen': listen_cli, 'listener': listener_cli}
+            'listen': listen_cli, 'listener': listener_cli, 'corpus': corpus_cli}
 USER_ERRORS = (ValueError, FileNotFoundError)     # what the library raises for bad input, with a message that names it
 
 def _fail(message: str):

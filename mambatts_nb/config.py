@@ -9,9 +9,9 @@ from dataclasses import dataclass
 
 # %% auto #0
 __all__ = ['ARCHS', 'PLUGIN_ARCHS', 'N_CODEBOOKS', 'CODEBOOK_SIZE', 'KERNEL_PAIRS', 'BACKENDS', 'TEXT_DIRECTIONS',
-           'STYLE_DIRECTIONS', 'BIDIR_COMBINES', 'HEADS', 'DATA_PROTOCOLS', 'DURATION_SOURCES', 'DEVICES', 'GRID',
-           'EMBED_WIDTHS', 'PRESETS', 'STUDY_RESULTS', 'STUDY_PARAMS', 'check_choice', 'check_positive', 'ModelConfig',
-           'TrainConfig', 'depth', 'model_config']
+           'STYLE_DIRECTIONS', 'BIDIR_COMBINES', 'HEADS', 'DATA_PROTOCOLS', 'HELDOUT_SETS', 'DURATION_SOURCES',
+           'DEVICES', 'GRID', 'EMBED_WIDTHS', 'PRESETS', 'STUDY_RESULTS', 'STUDY_PARAMS', 'check_choice',
+           'check_positive', 'ModelConfig', 'TrainConfig', 'depth', 'model_config']
 
 # %% ../nbs/00_config.ipynb #14736b54
 ARCHS = ('pure', 'hybrid', 'transformer', 'mamba2')   # the built-in backbones (`blocks` registers one factory each)
@@ -23,7 +23,8 @@ TEXT_DIRECTIONS = ('forward', 'bidirectional')
 STYLE_DIRECTIONS = ('backward', 'bidirectional')
 BIDIR_COMBINES = ('sum', 'concat')
 HEADS = ('flat', 'hierarchical')
-DATA_PROTOCOLS = ('fragment', 'corpus', 'corpus-multi')
+DATA_PROTOCOLS = ('fragment', 'corpus', 'corpus-multi', 'corpus-large')
+HELDOUT_SETS = ('test', 'validation')   # what corpus-large holds out: its test set, or for a sweep a validation set
 DURATION_SOURCES = ('exact', 'learned')
 DEVICES = ('auto', 'cpu', 'cuda')
 
@@ -127,10 +128,12 @@ class TrainConfig:
     batch_size: int = 1
     grad_clip: float = 1.0
     seed: int = 0
-    # fragment | corpus | corpus-multi | a corpus folder, [layout:]<folder> (see corpora)
+    # fragment | corpus | corpus-multi | corpus-large | a corpus folder, [layout:]<folder> (see corpora)
     data: str = 'fragment'
     fragment: int = 0                  # index of the corpus utterance used by the fragment protocol
     heldout: int = 20                  # held-out utterances for the corpus protocol
+    heldout_set: str = 'test'          # corpus-large: test (its fixed test set) | validation (for choosing settings)
+    warmup: int = 0                    # steps of linear learning-rate warm-up from 0
     eval_every: int = 50
     ckpt_every: int = 100
     device: str = 'auto'               # auto | cpu | cuda
@@ -147,6 +150,9 @@ class TrainConfig:
         for k in ('lr', 'grad_clip'): check_positive(k, getattr(self, k), integer=False)
         check_choice('device', self.device, DEVICES)
         check_choice('durations', self.durations, DURATION_SOURCES)
+        check_choice('heldout_set', self.heldout_set, HELDOUT_SETS)
+        if isinstance(self.warmup, bool) or not isinstance(self.warmup, int) or self.warmup < 0:
+            raise ValueError(f"warmup must be a non-negative integer (steps), got {self.warmup!r}")
         if not isinstance(self.seed, int): raise ValueError(f"seed must be an integer, got {self.seed!r}")
         if not isinstance(self.data, str) or not self.data:
             raise ValueError(f"data must be one of {', '.join(DATA_PROTOCOLS)} or a folder path, got {self.data!r}")

@@ -4,22 +4,25 @@
 
 # %% ../nbs/04_data.ipynb #430edf51
 from __future__ import annotations
-import functools, hashlib, json
+import functools, hashlib, json, time
+from collections import Counter
 from dataclasses import dataclass
 from importlib.resources import files
 import numpy as np, torch, torchaudio
 from tqdm.auto import tqdm
 from .text import speak, phonemize, Vocab
-from .config import TrainConfig, N_CODEBOOKS
+from .config import TrainConfig, N_CODEBOOKS, HELDOUT_SETS
 from fastcore.script import call_parse
 from .codec import (Codec, load_codec, calibrate_spectral, state_key, write_spectral, SAMPLE_RATE,
                                SHIPPED_SPECTRAL)
 from .runs import cache_dir, atomic_save
 
 # %% auto #0
-__all__ = ['CACHE_VERSION', 'TEST_PROMPTS', 'CORPUS_SPEAKERS', 'corpus_sentences', 'frame_durations', 'to_24k', 'Utterance',
-           'synth_utterance', 'split', 'calibration_sentences', 'default_codec', 'calibrate_cli', 'load_corpus',
-           'corpus_vocab', 'data_vocab', 'require_durations', 'Batch', 'speaker_ids', 'collate', 'run_speakers']
+__all__ = ['CACHE_VERSION', 'TEST_PROMPTS', 'CORPUS_SPEAKERS', 'CORE_SENTENCES', 'TEST_SIZE', 'VALIDATION_SIZE',
+           'corpus_sentences', 'core_sentences', 'frame_durations', 'to_24k', 'Utterance', 'synth_utterance', 'split',
+           'calibration_sentences', 'default_codec', 'calibrate_cli', 'load_corpus', 'test_indices',
+           'validation_indices', 'large_split', 'corpus_vocab', 'data_vocab', 'coverage', 'corpus_cli',
+           'require_durations', 'Batch', 'speaker_ids', 'collate', 'run_speakers']
 
 # %% ../nbs/04_data.ipynb #f4a07f2f
 CACHE_VERSION = 3           # 2: times, years, dates, units, abbreviations, Roman numerals; 3: espeak-ng deterministic
@@ -30,9 +33,16 @@ TEST_PROMPTS = ('lud aczoli, dwa miliony dusz, nie licząc mieszkańców',
 # name: (voice, rate)
 CORPUS_SPEAKERS = {'pl@175': ('pl', 175), 'pl+f2@150': ('pl+f2', 150), 'pl+m1@220': ('pl+m1', 220)}
 
+# the first sentences: the quick protocols', the codec's calibration, the listener's lexicon (never changed)
+CORE_SENTENCES = 223
+
 def corpus_sentences() -> list:
-    "The embedded Polish sentences."
+    "The embedded Polish sentences, all of them (the first `CORE_SENTENCES` are the core)."
     return files('mambatts_nb').joinpath('corpus_pl.txt').read_text(encoding='utf-8').splitlines()
+
+def core_sentences() -> list:
+    "The core sentences: what `corpus` and `corpus-multi` train and hold out, the codec's calibration set."
+    return corpus_sentences()[:CORE_SENTENCES]
 
 def _sha(*parts) -> str: return hashlib.sha1('|'.join(map(str, parts)).encode()).hexdigest()[:16]
 
@@ -97,7 +107,7 @@ def split(utts, heldout: int, seed: int = 0):
 
 def calibration_sentences() -> list:
     "The corpus sentences offline codecs are calibrated on: all but those the corpus protocol holds out by default."
-    return split(corpus_sentences(), TrainConfig.heldout)[0]
+    return split(core_sentences(), TrainConfig.heldout)[0]
 
 def _calibration_audio() -> list:
     return [to_24k(s.audio, s.sample_rate)
@@ -121,8 +131,9 @@ def calibrate_cli(
     return path
 
 def load_corpus(indices=None, codec: Codec|None = None, progress: bool = True, multi: bool = False) -> list:
-    """Utterances of the embedded corpus (all, or those at `indices`), synthesised and encoded on first use. With
-    `multi`, sentence i is spoken by speaker i mod 3 of `CORPUS_SPEAKERS` (the `corpus-multi` protocol)."""
+    """Utterances of the embedded corpus (all, or those at `indices`), synthesised and encoded on first use (each is
+    cached as it is made: a killed preparation resumes). With `multi`, sentence i is spoken by speaker i mod 3 of
+    `CORPUS_SPEAKERS` (the `corpus-multi` protocol)."""
     sents = corpus_sentences()
     indices = range(len(sents)) if indices is None else list(indices)
     bad = [i for i in indices if not 0 <= i < len(sents)]
@@ -134,10 +145,37 @@ def load_corpus(indices=None, codec: Codec|None = None, progress: bool = True, m
         return synth_utterance(sents[i], codec, f'pl{i:04d}-{name}', voice, rate, name)
     return [one(i) for i in tqdm(indices, desc='corpus', disable=not progress)]
 
+# %% ../nbs/04_data.ipynb #59f35605
+TEST_SIZE, VALIDATION_SIZE = 150, 100
+
+def _draw(pool: list, n: int, seed: int) -> list:
+    order = torch.randperm(len(pool), generator=torch.Generator().manual_seed(seed)).tolist()
+    return [pool[i] for i in order[:n]]
+
+def test_indices() -> list:
+    """Sentence indices of the fixed test set: the core sentences `corpus` holds out by default, and newer sentences
+    (drawn by seed 0) up to `TEST_SIZE`. No run of `corpus`, `corpus-multi` or `corpus-large` trains on one."""
+    held = split(list(range(CORE_SENTENCES)), TrainConfig.heldout)[1]
+    return sorted(held + _draw(list(range(CORE_SENTENCES, len(corpus_sentences()))), TEST_SIZE - len(held), 0))
+
+def validation_indices() -> list:
+    "Sentence indices of the validation set: `VALIDATION_SIZE` of the non-test sentences (seed 1)."
+    test = set(test_indices())
+    return sorted(_draw([i for i in range(len(corpus_sentences())) if i not in test], VALIDATION_SIZE, 1))
+
+def large_split(heldout_set: str = 'test') -> tuple:
+    """(train, held-out) sentence indices of `corpus-large`: held out the test set, or for a sweep the validation set
+    (then trained on neither)."""
+    if heldout_set not in HELDOUT_SETS:
+        raise ValueError(f"heldout_set must be one of {', '.join(HELDOUT_SETS)}, got {heldout_set!r}")
+    test, val = test_indices(), validation_indices()
+    unseen = set(test) | (set(val) if heldout_set == 'validation' else set())
+    return [i for i in range(len(corpus_sentences())) if i not in unseen], (test if heldout_set == 'test' else val)
+
 # %% ../nbs/04_data.ipynb #d2dbe5b2
 def corpus_vocab() -> Vocab:
-    "The phoneme vocabulary of the whole embedded corpus."
-    sents = corpus_sentences()
+    "The phoneme vocabulary of the core sentences (a larger data set's adds its own: `data_vocab`)."
+    sents = core_sentences()
     path = cache_dir()/f'phonemes-{_sha(CACHE_VERSION, *sents)}.json'
     if path.exists(): return Vocab(json.loads(path.read_text()))
     v = Vocab.build(phonemize(s) for s in sents)
@@ -146,8 +184,37 @@ def corpus_vocab() -> Vocab:
     return v
 
 def data_vocab(phoneme_lists) -> Vocab:
-    "The vocabulary of a dataset: every phoneme in `phoneme_lists` and every phoneme of the embedded corpus."
+    "The vocabulary of a dataset: every phoneme of the core sentences (in their order), then those `phoneme_lists` add."
     return Vocab.build([corpus_vocab().itos[2:], *phoneme_lists])
+
+# %% ../nbs/04_data.ipynb #ed1e14f7
+def coverage(phoneme_lists, common: float = 0.95) -> dict:
+    """Phoneme and diphone counts of `phoneme_lists` (stress marks dropped): the rarest phonemes, how many diphone types
+    there are, and the `common` diphones — the most frequent types that make up that share of all diphone tokens —
+    with the count of the rarest of them."""
+    ph, di = Counter(), Counter()
+    for p in phoneme_lists:
+        p = [x.lstrip('ˈˌ') for x in p]
+        ph.update(p)
+        di.update(zip(p, p[1:]))
+    ranked, total, acc, n_common = di.most_common(), sum(di.values()), 0, 0
+    while n_common < len(ranked) and acc < common * total:
+        acc += ranked[n_common][1]
+        n_common += 1
+    return dict(phonemes=len(ph), phoneme_min=min(ph.values()), rarest=ph.most_common()[:-6:-1], diphones=len(di),
+                common_diphones=n_common, common_share=common, common_min=ranked[n_common - 1][1],
+                diphones_10=sum(c >= 10 for c in di.values()), tokens=sum(ph.values()))
+
+@call_parse
+def corpus_cli():
+    "Prepare the whole embedded corpus for `corpus-large` (cached; a killed run resumes) and print its coverage."
+    t = time.perf_counter()
+    utts = load_corpus()
+    train, test = large_split()
+    print(f'{len(utts)} sentences, {sum(u.n_frames for u in utts) / 75 / 60:.1f} min of speech, prepared in '
+          f'{time.perf_counter() - t:.0f} s; test set {len(test)}, validation {VALIDATION_SIZE}')
+    for name, idx in (('all', range(len(utts))), ('train', train), ('test', test)):
+        print(name, json.dumps(coverage(utts[i].phonemes for i in idx), ensure_ascii=False))
 
 # %% ../nbs/04_data.ipynb #7a8df7e2
 def require_durations(utts, source: str):

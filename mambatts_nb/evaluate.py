@@ -5,22 +5,23 @@
 # %% ../nbs/08c_evaluate.ipynb #eb3561f1
 from __future__ import annotations
 import json
+from pathlib import Path
 import torch, torch.nn.functional as F
 from fastcore.script import call_parse
 from .config import N_CODEBOOKS
-from .codec import log_mel_distance
-from .runs import read_summary, write_summary
+from .codec import log_mel_distance, FRAME_RATE
+from .runs import read_summary, write_summary, write_json
 from .data import collate, to_24k, TEST_PROMPTS
 from .text import speak
 from .listener import heard_phonemes, codes_frames, per, load_listener, listener_key
 from .model import forward_batch
-from .metrics import duration_accuracy, majority_codes, audio_measures
+from .metrics import duration_accuracy, majority_codes, audio_measures, aligned_measures
 from .checkpoint import load_run
 from .protocols import run_data
 
 # %% auto #0
-__all__ = ['evaluate', 'teacher_forced', 'final_heldout', 'evaluate_run', 'evaluate_cli', 'heldout_audio', 'free_running_per',
-           'codec_per', 'intelligibility']
+__all__ = ['CLOSENESS_EVAL', 'evaluate', 'teacher_forced', 'final_heldout', 'evaluate_run', 'evaluate_cli', 'heldout_audio',
+           'free_running_per', 'codec_per', 'intelligibility', 'phoneme_baseline', 'baseline_frames', 'closeness']
 
 # %% ../nbs/08c_evaluate.ipynb #a8c918de
 @torch.no_grad()
@@ -76,10 +77,12 @@ def final_heldout(model, held, train, vocab, device, last: dict|None = None) -> 
     return ev
 
 # %% ../nbs/08c_evaluate.ipynb #16bf61af
-def evaluate_run(run_dir, teacher: bool = False, device='cpu', save: bool = False) -> dict:
+def evaluate_run(run_dir, teacher: bool = False, device='cpu', save: bool = False, close: bool = False) -> dict:
     """`evaluate` a finished run's model on its own held-out utterances (`run_data`) → the measures with the
     listener's (`intelligibility`), or heldout_teacher_* when `teacher`; `save` (with `teacher`) merges those into the
-    run's summary.json, as a run trained today records them (runs trained before they were recorded)."""
+    run's summary.json, as a run trained today records them (runs trained before they were recorded). `close` adds
+    `closeness` (on `CLOSENESS_EVAL` held-out utterances; ~1 s each) and writes it to the run's closeness.json with
+    the step of the weights it measured."""
     if save and not teacher:
         raise ValueError('save stores the teacher-forced measures (teacher=True); the free-running ones are in '
                          'summary.json already')
@@ -92,6 +95,10 @@ def evaluate_run(run_dir, teacher: bool = False, device='cpu', save: bool = Fals
     if not teacher:
         heard = intelligibility(model, held, train, vocab, codec, load_listener(codec), torch.device(device),
                                 TEST_PROMPTS)
+        if close:
+            c = closeness(model, held, train, vocab, codec, torch.device(device), listener=load_listener(codec))
+            write_json(Path(run_dir)/'closeness.json', c | dict(step=read_summary(run_dir)['steps']))
+            heard |= {'closeness': c}
         return ev | heard | dict(listener=listener_key(codec))
     ev = teacher_forced(ev)
     if save:
@@ -107,9 +114,10 @@ def evaluate_cli(
     teacher: bool = False,  # hierarchical heads read the true lower codebooks (else their own, as at inference)
     device: str = 'cpu',    # cpu or cuda
     save: bool = False,     # with --teacher: add those measures to the run's summary.json (older runs lack them)
+    close: bool = False,    # also how close its speech is to the truth (MCD-DTW, F0, V/UV, durations): closeness.json
 ):
     "Print a finished run's held-out measures as JSON, recomputed from its model.safetensors."
-    print(json.dumps(evaluate_run(run_dir, teacher, device, save), indent=1))
+    print(json.dumps(evaluate_run(run_dir, teacher, device, save, close), indent=1))
 
 # %% ../nbs/08c_evaluate.ipynb #eb9da2f4
 @torch.no_grad()
@@ -143,13 +151,17 @@ def _speaker_id(model, name: str, device):
     "The speaker id tensor (1,) of `name` for a model with speakers, else None."
     return torch.tensor([model.cfg.speakers.index(name)], device=device) if model.cfg.speakers else None
 
-def _free_running(model, phonemes, vocab, ref, speaker, device) -> torch.Tensor:
-    "Codes (codebooks, t) the model generates for `phonemes` with its own durations, in `ref`'s style."
+def _generate(model, phonemes, vocab, ref, speaker, device) -> tuple:
+    "Codes (codebooks, t) and frames per phoneme (p,) the model makes of `phonemes` (own durations, `ref`'s style)."
     ids = torch.tensor([vocab.encode(phonemes)], device=device)
     rc = ref.codes[None].to(device)
     rm = torch.ones(1, ref.n_frames, dtype=torch.bool, device=device)
-    codes, _, fm = model.generate(ids, ids != 0, rc, rm, 1.0, _speaker_id(model, speaker, device))
-    return codes[0, :, :int(fm.sum())].cpu()
+    codes, dur, fm = model.generate(ids, ids != 0, rc, rm, 1.0, _speaker_id(model, speaker, device))
+    return codes[0, :, :int(fm.sum())].cpu(), dur[0].cpu()
+
+def _free_running(model, phonemes, vocab, ref, speaker, device) -> torch.Tensor:
+    "Codes (codebooks, t) the model generates for `phonemes` with its own durations, in `ref`'s style."
+    return _generate(model, phonemes, vocab, ref, speaker, device)[0]
 
 @torch.no_grad()
 def free_running_per(model, utts, train, vocab, codec, listener, device) -> float:
@@ -194,3 +206,62 @@ def intelligibility(model, utts, train, vocab, codec, listener, device, prompts=
                 codec_per=per(ceil) if utts else None,
                 heldout_per_by_speaker={k: per(v) for k, v in by.items()} if len(by) > 1 else None,
                 prompts_per=per(p_free) if prompts else None, prompts_codec_per=per(p_ceil) if prompts else None)
+
+# %% ../nbs/08c_evaluate.ipynb #f2992fbb
+CLOSENESS_EVAL = 40      # held-out utterances `closeness` measures (each costs about a second: decoding, F0, DTW)
+
+def phoneme_baseline(train, codec) -> tuple:
+    """The simple baseline's tables from the training utterances: each phoneme's mean log-mel frame (M,) — of what the
+    listener hears of its codes, `codes_frames` — and mean duration in frames; key None: over all phonemes."""
+    sums, frames, count = {}, {}, {}
+    for u in train:
+        f, at = codes_frames(codec, u.codes), 0                                    # (T, M)
+        for p, d in zip(u.phonemes, u.durations.tolist()):
+            for k in (p, None):
+                sums[k] = sums.get(k, 0) + f[at:at + d].sum(0)
+                frames[k], count[k] = frames.get(k, 0) + d, count.get(k, 0) + 1
+            at += d
+    return ({k: sums[k] / frames[k] for k in sums if frames[k]} | {None: sums[None] / frames[None]},
+            {k: frames[k] / count[k] for k in count})
+
+def baseline_frames(tables, phonemes, durations) -> torch.Tensor:
+    "The baseline's log-mel frames (T, M) of `phonemes` held for `durations` (a phoneme never trained on: the mean)."
+    mean = tables[0]
+    return torch.cat([mean.get(p, mean[None])[None].expand(int(d), -1) for p, d in zip(phonemes, durations)])
+
+def _wav(codec, codes=None, frames=None):
+    "Audio of codes (the codec's decoder, no refinement) or of log-mel frames (Griffin-Lim, where the codec has one)."
+    if codes is not None: return codec.decode_chunk(codes).clamp(-1, 1)
+    return codec.griffin_lim(frames).clamp(-1, 1) if hasattr(codec, 'griffin_lim') else None
+
+@torch.no_grad()
+def closeness(model, utts, train, vocab, codec, device, n: int = CLOSENESS_EVAL, tables=None, listener=None) -> dict:
+    """How close the model's free-running speech of the first `n` of `utts` is to their true speech through the codec:
+    mean MCD-DTW (dB), log-F0 RMSE (cents; utterances with frames voiced in both), V/UV error, and duration error per
+    phoneme (ms, |predicted − true| over all phonemes); `baseline_*` the same for `phoneme_baseline` (`tables`, else
+    computed from `train`), and with a `listener` the baseline's PER (`baseline_per`: how intelligible knowing only
+    each phoneme's mean sound is). 0: indistinguishable from the truth by these measures."""
+    was, tables = model.training, tables or phoneme_baseline(train, codec)
+    heard = []
+    model.eval()
+    keys = ('mcd_db', 'log_f0_rmse_cents', 'vuv_error')
+    got = {k: [] for k in (*keys, *(f'baseline_{k}' for k in keys))}
+    dur = dict(model=[], baseline=[])
+    for u in utts[:n]:
+        codes, d = _generate(model, u.phonemes, vocab, _style_ref(u, train), u.speaker, device)
+        truth, base = codes_frames(codec, u.codes), baseline_frames(tables, u.phonemes, u.durations.tolist())
+        true_wav = _wav(codec, u.codes)
+        for name, frames, wav in (('', codes_frames(codec, codes), _wav(codec, codes)),
+                                  ('baseline_', base, _wav(codec, frames=base))):
+            m = aligned_measures(frames.T, truth.T, wav, true_wav)
+            for k in keys:
+                if m[k] is not None: got[name + k].append(m[k])
+        if listener: heard.append((heard_phonemes(u.phonemes), listener.transcribe(base)))
+        true_d = u.durations.float()
+        dur['model'].append((d.float() - true_d).abs())
+        dur['baseline'].append((torch.tensor([tables[1].get(p, tables[1][None]) for p in u.phonemes]) - true_d).abs())
+    model.train(was)
+    ms = lambda xs: float(torch.cat(xs).mean()) * 1000 / FRAME_RATE
+    return ({k: sum(v) / len(v) if v else None for k, v in got.items()}
+            | dict(dur_error_ms=ms(dur['model']), baseline_dur_error_ms=ms(dur['baseline']),
+                   baseline_per=per(heard) if heard else None, n=len(utts[:n])))

@@ -15,7 +15,8 @@ from .codec import log_mel, log_mel_distance
 # %% auto #0
 __all__ = ['ACC_THRESHOLDS', 'DUR_THRESHOLDS', 'PER_THRESHOLDS', 'CEILING_MULTIPLES', 'token_accuracy', 'duration_accuracy',
            'Milestones', 'code_counts', 'majority_codes', 'code_baselines', 'StepTimer', 'tensor_peak_mb',
-           'state_tensors', 'git_commit', 'run_record', 'mel_cepstra', 'dtw_path', 'f0_yin', 'audio_measures']
+           'state_tensors', 'git_commit', 'run_record', 'mel_cepstra', 'dtw_path', 'f0_yin', 'audio_measures',
+           'aligned_measures']
 
 # %% ../nbs/08_metrics.ipynb #a11bb560
 ACC_THRESHOLDS = (5, 10, 20, 30, 40, 50, 60, 70, 80, 85, 90, 95, 97, 98, 99)
@@ -167,9 +168,10 @@ def run_record() -> dict:
                 git_commit=git_commit(Path(__file__).parent if '__file__' in globals() else '.'), packages=pkgs)
 
 # %% ../nbs/08_metrics.ipynb #fce07e52
-def mel_cepstra(wav: torch.Tensor, n: int = 13) -> torch.Tensor:
-    "Cepstra c1..cn (c0, the level, dropped) of the natural-log mel spectrum `log_mel` of 24 kHz audio: (n, frames)."
-    return torch.from_numpy(scipy.fft.dct((log_mel(wav) * math.log(10)).numpy(), type=2, norm='ortho', axis=0)[1:n + 1])
+def mel_cepstra(mel: torch.Tensor, n: int = 13) -> torch.Tensor:
+    """Cepstra c1..cn (c0, the level, dropped) of log10 mel frames (M, frames) — `log_mel` of audio, or what codes
+    stand for — as the natural-log mel spectrum's DCT: (n, frames)."""
+    return torch.from_numpy(scipy.fft.dct((mel.float() * math.log(10)).numpy(), type=2, norm='ortho', axis=0)[1:n + 1])
 
 def dtw_path(cost) -> list:
     """The monotonic alignment of least total cost through `cost` (n, m): (i, j) pairs from (0, 0) to (n-1, m-1),
@@ -226,14 +228,21 @@ def audio_measures(generated: torch.Tensor, reference: torch.Tensor) -> dict:
     ~20 dB."""
     n = min(len(generated), len(reference))
     if n < 2048: raise ValueError(f'audio too short to compare: {n} samples')
-    c1, c2 = mel_cepstra(generated.float()), mel_cepstra(reference.float())                    # (13, T1), (13, T2)
+    g, r = generated.float(), reference.float()
+    return dict(log_mel_l1=log_mel_distance(g[:n], r[:n])) | aligned_measures(log_mel(g), log_mel(r), g, r)
+
+def aligned_measures(mel_a: torch.Tensor, mel_b: torch.Tensor, wav_a=None, wav_b=None) -> dict:
+    """`audio_measures`' DTW-aligned part for log10 mel frames (M, Ta), (M, Tb) — of audio or of codes: MCD in dB along
+    the cepstral DTW path; with both 24 kHz waveforms (frame i centred on sample 320·i), log-F0 RMSE in cents and the
+    V/UV error along the same path (else None)."""
+    c1, c2 = mel_cepstra(mel_a), mel_cepstra(mel_b)                                             # (13, Ta), (13, Tb)
     cost = torch.cdist(c1.T.double(), c2.T.double()).numpy()
     path = dtw_path(cost)
-    mcd = (10 / math.log(10)) * math.sqrt(2) * float(np.mean([cost[i, j] for i, j in path]))
-    f1, f2 = f0_yin(generated.float().numpy()), f0_yin(reference.float().numpy())   # same frame grid as the cepstra
+    out = dict(mcd_db=(10 / math.log(10)) * math.sqrt(2) * float(np.mean([cost[i, j] for i, j in path])),
+               log_f0_rmse_cents=None, vuv_error=None)
+    if wav_a is None or wav_b is None: return out
+    f1, f2 = f0_yin(wav_a.float().numpy()), f0_yin(wav_b.float().numpy())          # same frame grid as the cepstra
     pairs = [(f1[i], f2[j]) for i, j in path if i < len(f1) and j < len(f2)]
     both = [(a, b) for a, b in pairs if a > 0 and b > 0]
-    return dict(log_mel_l1=log_mel_distance(generated[:n], reference[:n]), mcd_db=mcd,
-                log_f0_rmse_cents=float(np.sqrt(np.mean([(1200 * np.log2(a / b)) ** 2 for a, b in both])))
-                if both else None,
-                vuv_error=float(np.mean([(a > 0) != (b > 0) for a, b in pairs])))
+    return out | dict(log_f0_rmse_cents=float(np.sqrt(np.mean([(1200 * np.log2(a / b)) ** 2 for a, b in both])))
+                      if both else None, vuv_error=float(np.mean([(a > 0) != (b > 0) for a, b in pairs])))

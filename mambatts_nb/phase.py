@@ -11,7 +11,7 @@ from .config import KERNEL_PAIRS, GRID, EMBED_WIDTHS, PRESETS, ModelConfig, chec
 from .runs import project_root, outputs_dir, write_json, is_finished, resolve_run_config
 
 # %% auto #0
-__all__ = ['PHASES', 'CONFIGS', 'PHASE_DEFAULTS', 'SCALES', 'SCALE_LR', 'EXECUTORS', 'config_params', 'config_model',
+__all__ = ['PHASES', 'CONFIGS', 'SPEAKING', 'PHASE_DEFAULTS', 'SCALES', 'SCALE_LR', 'EXECUTORS', 'config_params', 'config_model',
            'phase_settings', 'phase_runs', 'run_one', 'run_phase']
 
 # %% ../nbs/14_phase.ipynb #1a614216
@@ -29,9 +29,16 @@ CONFIGS = {f'{arch}-{heads}-{text}': dict(preset='tiny', arch=arch, heads=heads,
            for arch in ('pure', 'mamba2', 'hybrid', 'transformer') for heads in ('flat', 'hierarchical')
            for text in (('forward',) if arch == 'transformer' else ('forward', 'bidirectional'))}
 PHASES['5'] = list(CONFIGS)
+# Phase 6, beyond the study: the four backbones at equal size (2.85-2.92 M parameters: the transformer at d_model 112)
+# on corpus-large, judged by what a listener hears of its 150 unseen test sentences (docs/results/phase6-speaking.md).
+SPEAKING = {'pure': dict(preset='tiny', arch='pure'), 'mamba2': dict(preset='tiny', arch='mamba2'),
+            'hybrid': dict(preset='tiny', arch='hybrid', kernels='small'),
+            'transformer': dict(preset='tiny', arch='transformer', hidden=112)}
+PHASES['6'] = list(SPEAKING)
 # What a phase runs on unless told otherwise: phase 5 compares held-out accuracy, so it needs the corpus protocol and
 # enough steps and batch for its models to beat guessing (docs/results/phase5-cpu-corpus.md).
-PHASE_DEFAULTS = {'5': dict(data='corpus', steps=300, batch_size=8)}
+PHASE_DEFAULTS = {'5': dict(data='corpus', steps=300, batch_size=8),
+                  '6': dict(data='corpus-large', steps=400, batch_size=8)}
 SCALES = ('cpu', 'study')
 # The learning rate of each scale: 3e-3 was chosen on the laptop-sized models; at study scale it made most of phase 2's
 # configurations collapse mid-run on an H100 (pure fell from 100% to 6% training accuracy), 1e-3 did not
@@ -50,11 +57,12 @@ def _cpu(name: str) -> dict:
 
 def config_params(name: str, scale: str = 'cpu') -> dict:
     "The `resolve_run_config` model arguments of a configuration (a name in `CONFIGS`, or a preset) at `scale`."
-    if name not in CONFIGS and name not in PRESETS:
+    named = CONFIGS | SPEAKING
+    if name not in named and name not in PRESETS:
         raise ValueError(f"Unknown configuration {name!r}; accepted: a preset ({', '.join(PRESETS)}) "
-                         f"or a phase configuration ({', '.join(CONFIGS)})")
+                         f"or a phase configuration ({', '.join(named)})")
     check_choice('scale', scale, SCALES)
-    config = CONFIGS.get(name, dict(preset=name))
+    config = named.get(name, dict(preset=name))
     return dict(config, **(_cpu(config['preset']) if scale == 'cpu' else {}))
 
 def config_model(name: str, scale: str = 'cpu') -> ModelConfig:

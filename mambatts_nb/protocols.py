@@ -6,7 +6,8 @@
 from __future__ import annotations
 from dataclasses import replace
 from .config import TrainConfig, DATA_PROTOCOLS
-from .data import default_codec, corpus_vocab, data_vocab, load_corpus, require_durations, split
+from .data import (default_codec, corpus_vocab, data_vocab, load_corpus, require_durations, split,
+                              large_split, CORE_SENTENCES)
 from .corpora import LAYOUTS, load_folder, skip_summary
 from .align import learned_corpus_durations, align_folder
 
@@ -16,16 +17,23 @@ __all__ = ['prepare_data', 'run_data']
 # %% ../nbs/04c_protocols.ipynb #37817752
 def prepare_data(tcfg: TrainConfig, progress: bool = True):
     "Train and held-out utterances, the vocabulary and the codec for `tcfg.data`."
-    codec, vocab = default_codec(), corpus_vocab()
+    codec, vocab, core = default_codec(), corpus_vocab(), range(CORE_SENTENCES)
+    if tcfg.heldout_set != 'test' and tcfg.data != 'corpus-large':
+        raise ValueError(f"heldout_set={tcfg.heldout_set!r} is for data='corpus-large' (its validation set); "
+                         f"data={tcfg.data!r} holds out its own test utterances")
+    if tcfg.data in ('corpus-multi', 'corpus-large') and tcfg.durations == 'learned':
+        raise ValueError(f"durations='learned' is measured on the one-voice core corpus; {tcfg.data} has exact "
+                         "durations only")
+    if tcfg.data == 'corpus-large':                        # the whole corpus; held out its test (or validation) set
+        train, held = large_split(tcfg.heldout_set)
+        utts = load_corpus(None, codec, progress)
+        return [utts[i] for i in train], [utts[i] for i in held], data_vocab(u.phonemes for u in utts), codec
     if tcfg.data == 'corpus-multi':                                             # three espeak voices: exact durations
-        if tcfg.durations == 'learned':
-            raise ValueError("durations='learned' is measured on the one-voice corpus; "
-                             "corpus-multi has exact durations only")
-        utts = load_corpus(None, codec, progress, multi=True)
+        utts = load_corpus(core, codec, progress, multi=True)
         return (*split(utts, tcfg.heldout), data_vocab(u.phonemes for u in utts), codec)
     if tcfg.data in DATA_PROTOCOLS:
-        utts = load_corpus(None if tcfg.data == 'corpus' else [tcfg.fragment], codec, progress)
-        # the aligner's, learned on all 223 sentences
+        utts = load_corpus(core if tcfg.data == 'corpus' else [tcfg.fragment], codec, progress)
+        # the aligner's, learned on the 223 core sentences
         if tcfg.durations == 'learned':
             learned = learned_corpus_durations(progress=progress)
             utts = [replace(u, durations=learned[u.id]) for u in utts]

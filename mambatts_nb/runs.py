@@ -11,7 +11,8 @@ from pathlib import Path
 import torch
 from filelock import FileLock, Timeout
 from .config import (ModelConfig, TrainConfig, ARCHS, KERNEL_PAIRS, HEADS, TEXT_DIRECTIONS, STYLE_DIRECTIONS,
-                                BIDIR_COMBINES, DATA_PROTOCOLS, DURATION_SOURCES, DEVICES, model_config, depth)
+                                BIDIR_COMBINES, DATA_PROTOCOLS, DURATION_SOURCES, DEVICES, HELDOUT_SETS, model_config,
+                                depth)
 
 # %% auto #0
 __all__ = ['KNOBS', 'KNOB', 'SUMMARY_VERSION', 'SUMMARY_KEYS', 'project_root', 'outputs_dir', 'cache_dir', 'atomic_write',
@@ -109,10 +110,14 @@ KNOBS = (
     Knob('d_state', int, None, "Mamba-1 state size N per channel (default: the preset's)", 'model', tag='N'),
     Knob('steps', int, _t('steps'), 'training steps (a finished run asked for more steps continues)', 'train'),
     Knob('lr', float, _t('lr'), 'AdamW learning rate', 'train', tag='lr'),
+    Knob('warmup', int, _t('warmup'), 'steps of linear learning-rate warm-up from 0', 'train', tag='wu'),
     Knob('batch_size', int, _t('batch_size'), 'utterances per step (per process under torchrun)', 'train', tag='b'),
     Knob('seed', int, _t('seed'), 'model init and batch sampling', 'train'),
-    Knob('data', str, _t('data'), "fragment (one utterance, the study's protocol) | corpus (20 held out) | "
-         'corpus-multi (3 voices) | [ljspeech|mailabs|commonvoice|mls:]<folder>', 'train'),
+    Knob('data', str, _t('data'), "fragment (one utterance, the study's protocol) | corpus (223 core sentences, 20 "
+         'held out) | corpus-multi (3 voices) | corpus-large (all sentences, a 150-sentence test set held out) | '
+         '[ljspeech|mailabs|commonvoice|mls:]<folder>', 'train'),
+    Knob('heldout_set', str, _t('heldout_set'), 'corpus-large: test (its test set) | validation (a validation set, '
+         'for choosing settings; the test set stays unseen)', 'train', tag='held-', choices=HELDOUT_SETS),
     Knob('fragment', int, _t('fragment'), 'which corpus utterance the fragment protocol overfits', 'train', tag='f'),
     Knob('durations', str, _t('durations'), "fragment/corpus: exact (espeak's) | learned (the aligner's); "
          "a folder's are always learned", 'train', tag='dur-', choices=DURATION_SOURCES),

@@ -27,8 +27,8 @@ from .listener import load_listener, listener_key
 from .generate import run_samples, add_samples
 
 # %% auto #0
-__all__ = ['COLUMNS', 'PER_EVAL', 'RESUMABLE', 'param_groups', 'Session', 'setup', 'restore', 'train_steps', 'train', 'finish',
-           'train_cli']
+__all__ = ['COLUMNS', 'PER_EVAL', 'RESUMABLE', 'param_groups', 'Session', 'setup', 'restore', 'warmup_lr', 'train_steps', 'train',
+           'finish', 'train_cli']
 
 # %% ../nbs/09_train.ipynb #9637ef91
 def param_groups(model, weight_decay: float) -> list:
@@ -84,7 +84,9 @@ def _check_same_run(run_dir, mcfg, tcfg, world: int = 1):
     def key(m: ModelConfig, t: dict):   # what must match: all but the data-set fields and the resumable knobs
         model = {k: v for k, v in asdict(m).items() if k not in ('vocab_size', 'speakers')}
         return json.loads(json.dumps(model)), {k: v for k, v in t.items() if k not in RESUMABLE}
-    if key(ModelConfig.from_dict(old['model']), old['train']) != key(mcfg, json.loads(json.dumps(asdict(tcfg)))):
+    # a field added since the run was written reads as its default
+    old_train = json.loads(json.dumps(asdict(TrainConfig()))) | old['train']
+    if key(ModelConfig.from_dict(old['model']), old_train) != key(mcfg, json.loads(json.dumps(asdict(tcfg)))):
         raise ValueError(f'{run_dir} holds a run with a different configuration; choose another run name or delete it')
 
 # %% ../nbs/09_train.ipynb #ac34fcfb
@@ -139,6 +141,10 @@ def _sample(train, batch_size, g, rank: int = 0, world: int = 1):
     idx = torch.randint(len(train), (batch_size * world,), generator=g).tolist()
     return [train[i] for i in idx[rank * batch_size:(rank + 1) * batch_size]]
 
+def warmup_lr(tcfg: TrainConfig, step: int) -> float:
+    "The learning rate of `step` (from 1): rising linearly from 0 to `lr` over `warmup` steps, then constant."
+    return tcfg.lr * min(1.0, step / tcfg.warmup) if tcfg.warmup else tcfg.lr
+
 def _step(s: Session, tcfg: TrainConfig, step: int, timer: StepTimer, amp: bool):
     """One optimiser step on this rank's share of a global batch →
     (batch, logits, log durations, token CE, duration MSE)."""
@@ -163,6 +169,7 @@ def _step(s: Session, tcfg: TrainConfig, step: int, timer: StepTimer, amp: bool)
     # update
     with timer('opt'):
         torch.nn.utils.clip_grad_norm_(s.model.parameters(), tcfg.grad_clip)
+        for g in s.opt.param_groups: g['lr'] = warmup_lr(tcfg, step)
         s.opt.step()
     return b, logits, log_dur, tok, dur
 

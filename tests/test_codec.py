@@ -2,12 +2,12 @@
 import pytest, torch
 from mambatts_nb.codec import (SpectralCodec, Codec, log_mel_distance, load_codec, codec_warning, SPECTRAL_LABEL,
                                UNTRAINED_LABEL, ENCODEC_CHECKPOINT)
-from mambatts_nb.data import default_codec, corpus_sentences, calibration_sentences, split, to_24k
+from mambatts_nb.data import default_codec, core_sentences, calibration_sentences, split, to_24k
 from mambatts_nb.text import speak
 
 def heldout_wavs(n=6):
     "Audio of corpus sentences the offline codecs were not calibrated on (the corpus protocol's held-out ones)."
-    held = split(corpus_sentences(), 20)[1][:n]
+    held = split(core_sentences(), 20)[1][:n]
     assert not set(held) & set(calibration_sentences())
     return [to_24k(s.audio, s.sample_rate) for s in map(speak, held)]
 

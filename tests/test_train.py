@@ -177,6 +177,10 @@ def test_hierarchical_heldout_free_running_and_teacher_forced(tmp_path):
     assert free['heldout_ce'] == pytest.approx(s['heldout_ce'])
     assert forced['heldout_teacher_ce'] == pytest.approx(s['heldout_teacher_ce'])
     assert forced['heldout_teacher_acc_cb'] == pytest.approx(s['heldout_teacher_acc_cb'])
+    # closeness to the truth, written beside the weights with the step they were measured at
+    close = evaluate_run(tmp_path/'h', close=True)['closeness']
+    assert json.loads((tmp_path/'h'/'closeness.json').read_text()) == dict(close, step=3)
+    assert close['n'] == 2 and close['mcd_db'] > close['baseline_mcd_db'] > 0, close     # 3 steps: not yet close
     # a run trained before the teacher-forced measures were recorded gets them added to its summary (--save)
     older = {k: v for k, v in s.items() if not k.startswith('heldout_teacher')}
     (tmp_path/'h'/'summary.json').write_text(json.dumps(older))
