@@ -4,7 +4,7 @@
 
 # %% ../nbs/03_codec.ipynb #840808ed
 from __future__ import annotations
-import functools, hashlib, math, os, warnings
+import functools, hashlib, math, os, sys, time, warnings
 from pathlib import Path
 import torch, torchaudio, torch.nn.functional as F
 from encodec import EncodecModel
@@ -13,13 +13,14 @@ from importlib.resources import files
 from safetensors import safe_open
 from safetensors.torch import save_file
 from .config import N_CODEBOOKS, CODEBOOK_SIZE
-from .runs import cache_dir, atomic_save, atomic_write
+from .runs import cache_dir, atomic_save, atomic_write, read_json, write_json
 
 # %% auto #0
 __all__ = ['SAMPLE_RATE', 'FRAME_RATE', 'HOP', 'BANDWIDTH', 'PRETRAINED_LABEL', 'SPECTRAL_LABEL', 'UNTRAINED_LABEL',
-           'CODEC_MODES', 'ENCODEC_CHECKPOINT', 'MEL', 'SHIPPED_SPECTRAL', 'codec_warning', 'log_mel',
-           'log_mel_distance', 'kmeans', 'Codec', 'SpectralCodec', 'refine', 'calibrate_spectral', 'calibrate',
-           'pretrained_encodec', 'state_key', 'shipped_spectral', 'write_spectral', 'load_codec']
+           'CODEC_MODES', 'ENCODEC_CHECKPOINT', 'MEL', 'SHIPPED_SPECTRAL', 'ENCODEC_UNAVAILABLE', 'codec_warning',
+           'log_mel', 'log_mel_distance', 'kmeans', 'Codec', 'SpectralCodec', 'refine', 'calibrate_spectral',
+           'calibrate', 'pretrained_encodec', 'encodec_failure', 'state_key', 'shipped_spectral', 'write_spectral',
+           'load_codec']
 
 # %% ../nbs/03_codec.ipynb #9d070de2
 SAMPLE_RATE, FRAME_RATE, HOP = 24_000, 75, 320
@@ -189,7 +190,8 @@ def refine(wav: torch.Tensor, target: torch.Tensor, iters: int = 200, lr: float 
     if len(wav) <= MEL['n_fft'] // 2: return wav
     with torch.inference_mode(False), torch.enable_grad():
         w, target = wav.detach().clone().requires_grad_(), target.detach().clone()
-        opt = torch.optim.Adam([w], lr=lr)
+        # fused: one kernel per step; the for-loop Adam's per-step overhead was a large share of a short decode
+        opt = torch.optim.Adam([w], lr=lr, fused=True)
         for _ in range(iters):
             loss = (log_mel(w)[:, :target.shape[1]] - target).abs().mean()
             opt.zero_grad()
@@ -256,6 +258,14 @@ def pretrained_encodec() -> EncodecModel:
         except Exception as e:
             raise ValueError(f"{str(f)!r} is not EnCodec's 24 kHz checkpoint ({type(e).__name__}: {e})") from e
 
+ENCODEC_UNAVAILABLE = 'encodec-unavailable.json'   # in the cache: this machine's failed download, not retried
+
+def encodec_failure() -> dict|None:
+    """This machine's recorded failure to get EnCodec's weights (error, when), so a later start does not try again; None
+    when none is recorded or the checkpoint has since appeared in the torch hub cache (EnCodec's loader looks there)."""
+    if (Path(torch.hub.get_dir())/'checkpoints'/ENCODEC_CHECKPOINT).is_file(): return None
+    return read_json(cache_dir()/ENCODEC_UNAVAILABLE)
+
 def state_key(kind: str, calibration_key: str) -> str:
     "The key of codec `kind`'s calibrated state: what it was fitted on and how (it keys the token cache too)."
     return hashlib.sha1(f'{kind}|{encodec_version}|{N_CODEBOOKS}|'
@@ -291,17 +301,27 @@ def _cached(kind: str, calibration_key: str, fit):
 def load_codec(mode: str|None = None, calibration=None, calibration_key: str = ''):
     """The codec for `mode` (default `$MAMBATTS_CODEC`, else 'auto'): 'pretrained' EnCodec (required), 'spectral' or
     'untrained' (offline codecs calibrated on `calibration()`, 24 kHz wavs, called only when not cached), or 'auto':
-    pretrained, else spectral with a warning."""
+    pretrained, else spectral, saying so in one line. A failed download is remembered (`encodec_failure`): later
+    'auto' starts on this machine go straight to the spectral codec; 'pretrained' always tries."""
     mode = mode or os.environ.get('MAMBATTS_CODEC', 'auto')
     if mode not in CODEC_MODES:
         raise ValueError(f"Unknown codec mode {mode!r}; accepted: {', '.join(CODEC_MODES)}")
     if mode in ('auto', 'pretrained'):
-        try: return Codec(pretrained_encodec(), True, 'encodec_24khz-pretrained')
-        except (FileNotFoundError, ValueError): raise                     # $MAMBATTS_ENCODEC_DIR set but wrong
-        except Exception as e:
-            if mode == 'pretrained': raise RuntimeError(f'Pretrained EnCodec weights unavailable: {e}') from e
-            warnings.warn(f'Pretrained EnCodec weights unavailable ({e}); using the {SPECTRAL_LABEL!r}')
-            mode = 'spectral'
+        failed = None if mode == 'pretrained' or os.environ.get('MAMBATTS_ENCODEC_DIR') else encodec_failure()
+        if failed is None:
+            try:
+                codec = Codec(pretrained_encodec(), True, 'encodec_24khz-pretrained')
+                (cache_dir()/ENCODEC_UNAVAILABLE).unlink(missing_ok=True)
+                return codec
+            except (FileNotFoundError, ValueError): raise                     # $MAMBATTS_ENCODEC_DIR set but wrong
+            except Exception as e:
+                if mode == 'pretrained': raise RuntimeError(f'Pretrained EnCodec weights unavailable: {e}') from e
+                failed = dict(error=f'{type(e).__name__}: {e}', when=time.strftime('%Y-%m-%d %H:%M'))
+                write_json(cache_dir()/ENCODEC_UNAVAILABLE, failed)
+        print(f"{SPECTRAL_LABEL} in use: pretrained EnCodec weights unavailable ({failed['error']}, tried "
+              f"{failed['when']}); to retry: MAMBATTS_CODEC=pretrained, or delete {cache_dir()/ENCODEC_UNAVAILABLE}",
+              file=sys.stderr)
+        mode = 'spectral'
     if calibration is None: raise ValueError(f'The {mode} codec needs calibration audio: pass `calibration`')
     if mode == 'spectral':
         (mean, books), key = _cached('spectral', calibration_key, lambda: calibrate_spectral(calibration()))

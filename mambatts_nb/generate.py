@@ -11,15 +11,15 @@ from fastcore.script import call_parse
 from .text import phonemize
 from .codec import SAMPLE_RATE
 from .data import TEST_PROMPTS, Utterance, load_corpus, default_codec
-from .runs import write_json, read_summary, write_summary
+from .runs import write_json, read_json, read_summary, write_summary
 from .metrics import audio_measures, f0_yin
 from .listener import listen, audio_frames, load_listener
 from .checkpoint import load_run
 from .protocols import run_data
 
 # %% auto #0
-__all__ = ['synthesise', 'write_samples', 'run_samples', 'add_samples', 'stream_audio', 'measure_streaming', 'speaker_f0',
-           'synthesise_to_wav', 'generate_cli']
+__all__ = ['synthesise', 'write_samples', 'run_samples', 'samples_stale', 'add_samples', 'stream_audio', 'measure_streaming',
+           'speaker_f0', 'synthesise_to_wav', 'generate_cli']
 
 # %% ../nbs/10_generate.ipynb #d2a983cd
 @torch.no_grad()
@@ -45,9 +45,10 @@ def synthesise(model, vocab, texts, ref: Utterance, speed: float = 1.0, speaker:
     return out
 
 def write_samples(run_dir, model, vocab, codec, ref: Utterance, texts=TEST_PROMPTS, speed: float = 1.0,
-                  speaker: str|None = None, listener=None) -> list:
+                  speaker: str|None = None, listener=None, step: int|None = None) -> list:
     """Write samples/*.wav (reference decoded, reference text generated, each prompt; in `speaker`'s voice)
-    and samples.json with measures: with a `listener`, each file's phoneme error rate against its text (`per`)."""
+    and samples.json with measures: with a `listener`, each file's phoneme error rate against its text (`per`), and
+    the training `step` of the weights that spoke it."""
     d = Path(run_dir)/'samples'
     d.mkdir(parents=True, exist_ok=True)
     items = [('reference_codec', ref.text, ref.codes, None)]
@@ -64,7 +65,7 @@ def write_samples(run_dir, model, vocab, codec, ref: Utterance, texts=TEST_PROMP
         wav = decode(codes).numpy()
         sf.write(d/f'{name}.wav', wav, SAMPLE_RATE)
         rec = dict(name=name, file=f'samples/{name}.wav', text=text, seconds=len(wav) / SAMPLE_RATE, codec=codec.label,
-                   speaker=gen[0]['speaker'])
+                   speaker=gen[0]['speaker'], step=step)
         if g is not None and name.startswith('reference'):
             rec['duration_error_frames'] = (g['durations'] - ref.durations).abs().float().mean().item()
             rec.update(audio_measures(torch.from_numpy(wav), decode(ref.codes)))
@@ -74,20 +75,29 @@ def write_samples(run_dir, model, vocab, codec, ref: Utterance, texts=TEST_PROMP
     return records
 
 # %% ../nbs/10_generate.ipynb #3eacd704
-def run_samples(run_dir, model, vocab, codec, config: dict, speaker: str|None = None, listener=None) -> list:
-    """A run's samples/*.wav (`write_samples`, each with its PER by `listener`, default the codec's): the reference is
-    its fragment, else corpus utterance 0, in the voices of the run's data."""
+def run_samples(run_dir, model, vocab, codec, config: dict, speaker: str|None = None, listener=None,
+                step: int|None = None) -> list:
+    """A run's samples/*.wav (`write_samples`, each with its PER by `listener`, default the codec's) of its weights at
+    `step`: the reference is its fragment, else corpus utterance 0, in the voices of the run's data."""
     t = config['train']
     ref = load_corpus([t['fragment'] if t['data'] == 'fragment' else 0], codec, progress=False,
                       multi=t['data'] == 'corpus-multi')[0]
-    return write_samples(run_dir, model, vocab, codec, ref, speaker=speaker, listener=listener or load_listener(codec))
+    return write_samples(run_dir, model, vocab, codec, ref, speaker=speaker, listener=listener or load_listener(codec),
+                         step=step)
+
+def samples_stale(run_dir, step: int) -> bool:
+    "Whether a run has samples that other weights than those of `step` spoke (or that recorded no step)."
+    records = read_json(Path(run_dir)/'samples'/'samples.json')
+    return records is not None and any(r.get('step') != step for r in records)
 
 def add_samples(run_dir, speaker: str|None = None) -> dict:
-    "A finished run trained without samples gets them, and its summary their records; one that has them is kept."
+    """A finished run trained without samples gets them, and its summary their records; samples another step's
+    weights spoke are made again; current ones are kept."""
     summary = read_summary(run_dir)
-    if summary['samples'] is None or not (Path(run_dir)/'samples'/'samples.json').exists():
+    missing = summary['samples'] is None or not (Path(run_dir)/'samples'/'samples.json').exists()
+    if missing or samples_stale(run_dir, summary['steps']):
         model, vocab, config = load_run(run_dir)
-        records = run_samples(run_dir, model, vocab, default_codec(), config, speaker)
+        records = run_samples(run_dir, model, vocab, default_codec(), config, speaker, step=summary['steps'])
         summary = write_summary(run_dir, summary | dict(samples=records))
     return summary
 

@@ -55,13 +55,21 @@ def prepare_data(tcfg: TrainConfig, progress: bool = True):
     return (*split(utts, n_held), vocab, codec) if n_held else (utts, [], vocab, codec)
 
 def run_data(config: dict) -> tuple:
-    """`prepare_data` for a finished run's recorded `config`: its train and held-out utterances, vocabulary and codec;
-    refused when today's training split differs from the one the run recorded (its held-out data would not be held
-    out)."""
+    """A finished run's train and held-out utterances — the split its `config` recorded (`train_ids`, `heldout_ids`),
+    whatever today's split of its data is — and the vocabulary and codec (`prepare_data`). An utterance it recorded
+    that the data no longer has is an error; a run recorded before the full split was (only its first 50 training ids)
+    is refused when today's split does not begin with them (its held-out data would not be held out)."""
     tcfg = TrainConfig(**config['train'])
-    data = prepare_data(tcfg, progress=False)
-    ids = config.get('train_ids') or []
-    if [u.id for u in data[0]][:len(ids)] != ids:
-        raise ValueError(f"the training split of {tcfg.data!r} today differs from the one run {config['group']!r} "
-                         'recorded: its held-out data would not be held out')
-    return data
+    train, held, vocab, codec = prepare_data(tcfg, progress=False)
+    ids, held_ids = config.get('train_ids') or [], config.get('heldout_ids')
+    if held_ids is None:
+        if [u.id for u in train][:len(ids)] != ids:
+            raise ValueError(f"the training split of {tcfg.data!r} today differs from the one run {config['group']!r} "
+                             'recorded: its held-out data would not be held out')
+        return train, held, vocab, codec
+    by_id = {u.id: u for u in train + held}
+    missing = [i for i in ids + held_ids if i not in by_id]
+    if missing:
+        raise ValueError(f"{len(missing)} utterance(s) run {config['group']!r} recorded are not in {tcfg.data!r} "
+                         f"today (e.g. {missing[0]!r}): its split cannot be rebuilt")
+    return [by_id[i] for i in ids], [by_id[i] for i in held_ids], vocab, codec

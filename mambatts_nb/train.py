@@ -24,7 +24,7 @@ from .protocols import prepare_data
 from .checkpoint import save_checkpoint, load_checkpoint, save_weights
 from .evaluate import evaluate, final_heldout, heldout_audio, intelligibility, free_running_per, codec_per
 from .listener import load_listener, listener_key
-from .generate import run_samples, add_samples
+from .generate import run_samples, add_samples, samples_stale
 
 # %% auto #0
 __all__ = ['COLUMNS', 'PER_EVAL', 'RESUMABLE', 'param_groups', 'Session', 'setup', 'restore', 'warmup_lr', 'train_steps', 'train',
@@ -100,7 +100,8 @@ def setup(mcfg: ModelConfig, tcfg: TrainConfig, run_dir, preset: str = '', group
     config = dict(preset=preset, group=group or run_dir.name, model=asdict(mcfg), train=asdict(tcfg),
                   backend=resolve_backend(mcfg.backend, device), device=str(device), codec=codec.label,
                   codec_key=codec.key, vocab=vocab.itos, n_train=len(train_utts), n_heldout=len(held),
-                  train_ids=[u.id for u in train_utts][:50], baselines=dict(on='heldout' if held else 'train', **base),
+                  train_ids=[u.id for u in train_utts], heldout_ids=[u.id for u in held],
+                  baselines=dict(on='heldout' if held else 'train', **base),
                   record=run_record(), world_size=world)
     if rank == 0: write_json(run_dir/'config.json', config)
     torch.manual_seed(tcfg.seed)
@@ -262,7 +263,8 @@ def train(mcfg: ModelConfig, tcfg: TrainConfig, run_dir, preset: str = '', progr
 def _median(xs): return sorted(xs)[len(xs) // 2] if xs else None
 
 def finish(s: Session, samples: bool = False, speaker: str|None = None) -> dict:
-    "Write model.safetensors, milestones.json, samples (when asked) and summary.json (last: it marks the run finished)."
+    """Write model.safetensors, milestones.json, samples (when asked, or to replace an earlier step's) and summary.json
+    (last: it marks the run finished)."""
     save_weights(s.run_dir/'model.safetensors', s.model)
     write_json(s.run_dir/'milestones.json', s.milestones.data)
     rows = list(csv.DictReader((s.run_dir/'metrics.csv').open()))
@@ -289,7 +291,8 @@ def finish(s: Session, samples: bool = False, speaker: str|None = None) -> dict:
         tokens_per_s=_median(col('tokens_per_s', timed)), tensor_peak_mb=max(col('tensor_peak_mb'), default=None),
         params=s.model.param_split(), codec=config['codec'], backend=config['backend'], device=config['device'],
         preset=config['preset'], group=config['group'], arch=config['model']['arch'],
-        samples=run_samples(s.run_dir, s.model, s.vocab, s.codec, config, speaker, listener) if samples else None))
+        samples=run_samples(s.run_dir, s.model, s.vocab, s.codec, config, speaker, listener, int(last['step']))
+        if samples or samples_stale(s.run_dir, int(last['step'])) else None))
 
 # %% ../nbs/09_train.ipynb #1e15c760
 def train_cli(**knobs) -> Path:

@@ -93,6 +93,19 @@ def test_resume_continues_exactly_and_finished_runs_are_skipped(tmp_path):
     again = train(mcfg, TrainConfig(steps=8, ckpt_every=4), tmp_path/'b', progress=False)
     assert again['steps'] == 8 and (tmp_path/'b'/'metrics.csv').read_bytes() == before
 
+def test_a_continued_run_speaks_with_its_new_weights(tmp_path):
+    """Samples belong to the weights beside them: continuing a finished run to more steps makes them again, even when
+    samples are not asked for (the old ones would be another model's), and each records its step."""
+    mcfg = model_config('tiny', d_model=32, text_layers=1, audio_layers=1)
+    run = tmp_path/'r'
+    first = train(mcfg, TrainConfig(steps=2), run, progress=False, samples=True)
+    before = (run/'samples'/'reference_generated.wav').read_bytes()
+    assert {r['step'] for r in first['samples']} == {2}
+    more = train(mcfg, TrainConfig(steps=4), run, progress=False)
+    assert {r['step'] for r in more['samples']} == {4}
+    assert (run/'samples'/'reference_generated.wav').read_bytes() != before
+    assert json.loads((run/'samples'/'samples.json').read_text()) == more['samples']
+
 def test_corrupt_checkpoint_is_reported_and_kept(tmp_path):
     run = tmp_path/'c'
     run.mkdir()
