@@ -224,8 +224,8 @@ def audio_measures(generated: torch.Tensor, reference: torch.Tensor) -> dict:
     log-F0 RMSE in cents over frames voiced in both and the voiced/unvoiced disagreement rate (`f0_yin`), both along the
     cepstral DTW path; and mel-cepstral distortion in dB (Kubichek: (10 / ln 10) · sqrt(2 Σ Δc²) over c1..c13) along the
     DTW alignment of their cepstra — generated speech has its own durations, and comparing frame t with frame t would
-    mostly measure the timing (a silence frame against a speech frame alone scores ~100 dB). Typical MCD: a few dB to
-    ~20 dB."""
+    mostly measure the timing (a silence frame against a speech frame alone scores ~100 dB). The scale is this
+    workbench's (see above), not comparable with SPTK-based MCDs."""
     n = min(len(generated), len(reference))
     if n < 2048: raise ValueError(f'audio too short to compare: {n} samples')
     g, r = generated.float(), reference.float()
