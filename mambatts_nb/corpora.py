@@ -4,7 +4,7 @@
 
 # %% ../nbs/04a_corpora.ipynb #b23cd6e0
 from __future__ import annotations
-import csv, hashlib, json, os, time
+import csv, hashlib, json, os, re, time, unicodedata
 from concurrent.futures import ThreadPoolExecutor
 from collections import Counter
 from dataclasses import dataclass
@@ -12,16 +12,17 @@ from pathlib import Path
 import numpy as np, soundfile as sf, torch, torchaudio
 from tqdm.auto import tqdm
 from fastcore.script import call_parse
-from .text import normalise, phonemize, speak
+from .text import normalise, phonemize, speak, unreadable
 from .codec import Codec, FRAME_RATE
 from .config import check_positive
 from .runs import cache_dir, atomic_save, write_json
 from .data import Utterance, to_24k, default_codec, _sha
 
 # %% auto #0
-__all__ = ['CV_TABLES', 'LAYOUTS', 'MANIFEST_VERSION', 'Entry', 'read_ljspeech', 'read_mailabs', 'read_commonvoice', 'read_mls',
-           'parse_data', 'detect_layout', 'read_corpus', 'check_entry', 'skip_summary', 'corpus_dir', 'prepare',
-           'load_folder', 'prepare_cli', 'write_test_corpus']
+__all__ = ['CV_TABLES', 'LAYOUTS', 'UNSPEAKABLE', 'MANIFEST_VERSION', 'Entry', 'read_ljspeech', 'read_mailabs',
+           'read_commonvoice', 'read_mls', 'parse_data', 'detect_layout', 'read_corpus', 'check_entry', 'skip_summary',
+           'rewritten', 'unreadable_summary', 'corpus_dir', 'prepare', 'load_folder', 'prepare_cli',
+           'write_test_corpus']
 
 # %% ../nbs/04a_corpora.ipynb #68b39f7f
 @dataclass
@@ -123,12 +124,14 @@ def read_corpus(data: str) -> tuple:
     return layout, LAYOUTS[layout][2](folder)
 
 # %% ../nbs/04a_corpora.ipynb #bfaca610
+UNSPEAKABLE = 'text the front end cannot speak'
+
 def check_entry(e: Entry, min_seconds: float = 0.5, max_seconds: float = 20.0):
     "(normalised text, phonemes, 24 kHz audio) of a usable row, or (None, reason) for one that must be skipped."
     if not e.text.strip(): return None, 'empty transcript'
     try: text, phonemes = normalise(e.text), phonemize(e.text)
-    except ValueError as err: return None, f'text the front end cannot speak: {err}'
-    if not phonemes: return None, f'text the front end cannot speak: no phonemes in {e.text!r}'
+    except ValueError as err: return None, f'{UNSPEAKABLE}: {err}'
+    if not phonemes: return None, f'{UNSPEAKABLE}: no phonemes in {e.text!r}'
     if not e.audio.is_file(): return None, f'missing audio: {e.audio}'
     try: audio, sr = sf.read(e.audio, dtype='float32', always_2d=True)
     except Exception as err: return None, f'unreadable audio: {e.audio} ({type(err).__name__}: {err})'
@@ -141,6 +144,16 @@ def check_entry(e: Entry, min_seconds: float = 0.5, max_seconds: float = 20.0):
 def skip_summary(skips: list) -> dict:
     "How many rows were skipped for each kind of reason (the phrase before the colon)."
     return dict(Counter(s['reason'].split(':')[0] for s in skips))
+
+# %% ../nbs/04a_corpora.ipynb #d4f9b2a6
+def rewritten(raw: str, text: str) -> bool:
+    "Whether normalisation changed the words of transcript `raw` into `text`, beyond case, spacing and punctuation."
+    return re.findall(r'\w+', unicodedata.normalize('NFC', raw).lower()) != re.findall(r'\w+', text)
+
+def unreadable_summary(skips: list, top: int = 20) -> dict:
+    "The `top` characters the front end could not read, by the number of skipped rows that hold them, most first."
+    counts = Counter(ch for s in skips for ch in s.get('chars', []))
+    return dict(sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:top])
 
 # %% ../nbs/04a_corpora.ipynb #4b781a80
 MANIFEST_VERSION = 1
@@ -167,9 +180,12 @@ def corpus_dir(data: str, codec: Codec, min_seconds: float = 0.5, max_seconds: f
             f'{folder.name}-{_sha(MANIFEST_VERSION, layout, folder, codec.key, min_seconds, max_seconds)}')
 
 def _prepare_entry(e: Entry, d: Path, codec: Codec, min_seconds: float, max_seconds: float) -> tuple:
-    "One row: ('kept', manifest record, whether it was encoded now) or ('skipped', {id, speaker, reason}, False)."
+    """One row: ('kept', manifest record, whether it was encoded now) or ('skipped', {id, speaker, reason[, chars]},
+    False)."""
     ok, reason = check_entry(e, min_seconds, max_seconds)
-    if ok is None: return 'skipped', dict(id=e.id, speaker=e.speaker, reason=reason), False
+    if ok is None:
+        chars = unreadable(e.text) if reason.startswith(UNSPEAKABLE) else []
+        return 'skipped', dict(id=e.id, speaker=e.speaker, reason=reason, **({'chars': chars} if chars else {})), False
     text, phonemes, wav = ok
     tok = d/'tokens'/f'{hashlib.sha1(e.audio.read_bytes()).hexdigest()[:20]}.pt'
     encoded = not tok.is_file()
@@ -177,7 +193,7 @@ def _prepare_entry(e: Entry, d: Path, codec: Codec, min_seconds: float, max_seco
         codes = codec.encode(wav)
         atomic_save(codes.to(torch.int16), tok)
     else: codes = torch.load(tok, weights_only=True).long()
-    return 'kept', dict(id=e.id, speaker=e.speaker, text=text, phonemes=phonemes, n_frames=codes.shape[1],
+    return 'kept', dict(id=e.id, speaker=e.speaker, raw=e.text, text=text, phonemes=phonemes, n_frames=codes.shape[1],
                         durations=None, audio=str(e.audio), tokens=tok.name), encoded
 
 def prepare(data: str, codec: Codec|None = None, min_seconds: float = 0.5, max_seconds: float = 20.0,
@@ -212,6 +228,8 @@ def prepare(data: str, codec: Codec|None = None, min_seconds: float = 0.5, max_s
     seconds, wall = sum(r['n_frames'] for r in kept) / FRAME_RATE, time.perf_counter() - t0
     rec = dict(data=str(data), layout=layout, workers=workers, codec=codec.label, codec_key=codec.key, dir=str(d),
                utterances=len(kept), skipped=len(skipped), skip_reasons=skip_summary(skipped),
+               normalised_changed=sum(rewritten(r['raw'], r['text']) for r in kept if 'raw' in r),
+               unreadable_chars=unreadable_summary(skipped),
                speakers=sorted({r['speaker'] for r in kept}),
                audio_hours=seconds / 3600, encoded=encoded, reused=reused, wall_s=wall,
                audio_s_per_wall_s=seconds / wall if encoded else None,

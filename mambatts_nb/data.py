@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from importlib.resources import files
 import numpy as np, torch, torchaudio
 from tqdm.auto import tqdm
-from .text import speak, phonemize, Vocab
+from .text import speak, phonemize, normalise, Vocab
 from .config import TrainConfig, N_CODEBOOKS, HELDOUT_SETS
 from fastcore.script import call_parse
 from .codec import (Codec, load_codec, calibrate_spectral, state_key, write_spectral, SAMPLE_RATE,
@@ -76,9 +76,9 @@ class Utterance:
 
 def synth_utterance(text: str, codec: Codec, uid: str = '', voice: str = 'pl', rate: int|None = None,
                     speaker: str = '') -> Utterance:
-    """Speak `text` with espeak-ng's `voice` at `rate`, encode it, and derive exact frame durations
-    (cached by text, voice and codec)."""
-    key = (CACHE_VERSION, codec.key, text) + (() if (voice, rate) == ('pl', None) else (voice, rate))
+    """Speak `text` with espeak-ng's `voice` at `rate`, encode it, and derive exact frame durations (cached by what is
+    spoken — the normalised text —, voice and codec: a front-end rule that reads a sentence differently remakes it)."""
+    key = (CACHE_VERSION, codec.key, normalise(text)) + (() if (voice, rate) == ('pl', None) else (voice, rate))
     path = cache_dir()/'tokens'/f'{_sha(*key)}.pt'
     if path.exists():
         try: return Utterance(**{**torch.load(path, weights_only=True), 'id': uid or _sha(text), 'speaker': speaker})

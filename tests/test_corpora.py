@@ -54,7 +54,8 @@ def test_a_folder_that_is_no_corpus_is_named(tmp_path):
     "What a notebook's or the command line's `data` that is neither a protocol nor a corpus folder stops with."
     run = resolve_run_config('tiny', data=str(tmp_path/'nothing'), steps=1)
     with pytest.raises(FileNotFoundError) as e: train(run.model, run.train, tmp_path/'run2', run.preset, progress=False)
-    assert str(e.value) == ("data must be one of fragment, corpus, corpus-multi or a corpus folder ([layout:]folder, "
+    assert str(e.value) == ("data must be one of fragment, corpus, corpus-multi, corpus-large or a corpus folder "
+                            "([layout:]folder, "
                             f"layouts ljspeech, mailabs, commonvoice, mls); {str(tmp_path/'nothing')!r} is neither")
 
 @pytest.mark.slow
