@@ -13,6 +13,8 @@ import numpy as np
 try:   # the fused CPU kernel
     import numba
     from numba import njit, prange
+    # numba's own thread pool, not OpenMP's: see "Threads" below (unless the user chose a layer)
+    if 'NUMBA_THREADING_LAYER' not in os.environ: numba.config.THREADING_LAYER = 'workqueue'
 except ImportError:
     numba = None
 try:   # the optional CUDA kernels ([cuda] extra); absent or unbuilt is normal

@@ -29,3 +29,23 @@ def test_mambapy_weights_load_unchanged_and_agree():
     ours.load_state_dict(ref.state_dict())                       # strict: same names, same shapes
     x = torch.randn(2, 130, 48)
     torch.testing.assert_close(ours(x)[0], ref(x), atol=1e-5, rtol=1e-5)
+
+
+THREADS = r'''
+import torch
+from mambatts_nb.ssm import selective_scan
+x = [torch.randn(2, 256, 400), torch.rand(2, 256, 400), -torch.rand(256, 16), torch.randn(2, 16, 400),
+     torch.randn(2, 16, 400)]
+selective_scan(*x, delta_softplus=False, backend='fused')
+print(torch.get_num_threads())
+'''
+
+def test_the_fused_kernel_leaves_torchs_threads_alone():
+    """numba's OpenMP layer reset the process's OpenMP thread count (OMP_NUM_THREADS=1 → 2 here) and its threads then
+    fought torch's (a decode after the fused scan ran 10× slower): the package picks numba's workqueue layer (with
+    NUMBA_THREADING_LAYER=omp this test fails). A fresh process, as a user's."""
+    import os, subprocess, sys
+    env = {k: v for k, v in os.environ.items() if k not in ('NUMBA_THREADING_LAYER', 'NUMBA_NUM_THREADS')}
+    out = subprocess.run([sys.executable, '-c', THREADS], capture_output=True, text=True, check=True,
+                         env=env | dict(OMP_NUM_THREADS='1')).stdout
+    assert out.split()[-1] == '1', out
