@@ -10,11 +10,11 @@ from dataclasses import dataclass
 from importlib.resources import files
 import numpy as np, torch, torchaudio
 from tqdm.auto import tqdm
-from .text import speak, phonemize, normalise, Vocab
-from .config import TrainConfig, N_CODEBOOKS, HELDOUT_SETS
+from .text import speak, phonemize, normalise, heard_phonemes, Vocab
+from .config import TrainConfig, N_CODEBOOKS, HELDOUT_SETS, check_choice
 from fastcore.script import call_parse
 from .codec import (Codec, load_codec, calibrate_spectral, state_key, write_spectral, SAMPLE_RATE,
-                               SHIPPED_SPECTRAL)
+                               SHIPPED_SPECTRAL, FRAME_RATE)
 from .runs import cache_dir, atomic_save
 
 # %% auto #0
@@ -166,8 +166,7 @@ def validation_indices() -> list:
 def large_split(heldout_set: str = 'test') -> tuple:
     """(train, held-out) sentence indices of `corpus-large`: held out the test set, or for a sweep the validation set
     (then trained on neither)."""
-    if heldout_set not in HELDOUT_SETS:
-        raise ValueError(f"heldout_set must be one of {', '.join(HELDOUT_SETS)}, got {heldout_set!r}")
+    check_choice('heldout_set', heldout_set, HELDOUT_SETS)
     test, val = test_indices(), validation_indices()
     unseen = set(test) | (set(val) if heldout_set == 'validation' else set())
     return [i for i in range(len(corpus_sentences())) if i not in unseen], (test if heldout_set == 'test' else val)
@@ -189,12 +188,11 @@ def data_vocab(phoneme_lists) -> Vocab:
 
 # %% ../nbs/04_data.ipynb #ed1e14f7
 def coverage(phoneme_lists, common: float = 0.95) -> dict:
-    """Phoneme and diphone counts of `phoneme_lists` (stress marks dropped): the rarest phonemes, how many diphone types
-    there are, and the `common` diphones — the most frequent types that make up that share of all diphone tokens —
-    with the count of the rarest of them."""
+    """Phoneme and diphone counts of `phoneme_lists` (`heard_phonemes`: stress marks and pauses dropped): the rarest
+    phonemes, how many diphone types there are, and the `common` diphones — the most frequent types that make up that
+    share of all diphone tokens — with the count of the rarest of them."""
     ph, di = Counter(), Counter()
-    for p in phoneme_lists:
-        p = [x.lstrip('ˈˌ') for x in p]
+    for p in map(heard_phonemes, phoneme_lists):
         ph.update(p)
         di.update(zip(p, p[1:]))
     ranked, total, acc, n_common = di.most_common(), sum(di.values()), 0, 0
@@ -211,7 +209,7 @@ def corpus_cli():
     t = time.perf_counter()
     utts = load_corpus()
     train, test = large_split()
-    print(f'{len(utts)} sentences, {sum(u.n_frames for u in utts) / 75 / 60:.1f} min of speech, prepared in '
+    print(f'{len(utts)} sentences, {sum(u.n_frames for u in utts) / FRAME_RATE / 60:.1f} min of speech, prepared in '
           f'{time.perf_counter() - t:.0f} s; test set {len(test)}, validation {VALIDATION_SIZE}')
     for name, idx in (('all', range(len(utts))), ('train', train), ('test', test)):
         print(name, json.dumps(coverage(utts[i].phonemes for i in idx), ensure_ascii=False))

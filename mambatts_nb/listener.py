@@ -13,23 +13,19 @@ from safetensors.torch import save_file
 from fastcore.script import call_parse
 from tqdm.auto import tqdm
 import soundfile as sf
-from .text import speak, normalise, PAUSE
+from .text import speak, normalise, heard_phonemes
 from .codec import SpectralCodec
 from .data import (CACHE_VERSION, TEST_PROMPTS, corpus_sentences, core_sentences, to_24k, default_codec,
                               split)
 from .runs import cache_dir, atomic_write
 
 # %% auto #0
-__all__ = ['TRAIN_VOICES', 'UNHEARD_VOICE', 'RATES', 'LISTENER_VERSION', 'LISTENER_RECIPE', 'SHIPPED_LISTENER', 'heard_phonemes',
-           'edit_distance', 'per', 'lexicon', 'random_texts', 'audio_frames', 'codes_frames', 'spoken', 'listener_data',
-           'Listener', 'fit_listener', 'listener_key', 'save_listener', 'read_listener', 'build_listener',
-           'load_listener', 'heldout_sentences', 'validate_listener', 'listen', 'listen_cli', 'listener_cli']
+__all__ = ['TRAIN_VOICES', 'UNHEARD_VOICE', 'RATES', 'LISTENER_VERSION', 'LISTENER_RECIPE', 'SHIPPED_LISTENER', 'edit_distance',
+           'per', 'lexicon', 'random_texts', 'audio_frames', 'codes_frames', 'spoken', 'listener_data', 'Listener',
+           'fit_listener', 'listener_key', 'save_listener', 'read_listener', 'build_listener', 'load_listener',
+           'heldout_sentences', 'validate_listener', 'listen', 'listen_cli', 'listener_cli']
 
 # %% ../nbs/04d_listener.ipynb #ccec8d61
-def heard_phonemes(phonemes) -> list:
-    "What the listener transcribes of espeak's phonemes: stress marks dropped (ˈa → a), pauses left out."
-    return [p.replace('ˈ', '').replace('ˌ', '') for p in phonemes if p != PAUSE]
-
 def edit_distance(a, b) -> int:
     "Levenshtein distance between two sequences (substitutions, insertions, deletions all cost 1)."
     d = list(range(len(b) + 1))

@@ -19,7 +19,7 @@ __all__ = ['MONTHS', 'ABBREVIATIONS', 'CURRENCIES', 'UNITS', 'FEMININE_UNITS', '
            'POLISH_LETTERS', 'LETTERS', 'PUNCTUATION', 'ACCEPTED', 'PAUSE', 'DEFAULT_RATE', 'plural_form', 'ordinal',
            'cardinal', 'roman_value', 'agreement', 'acronym', 'say_address', 'say_phone', 'number_prefix',
            'expand_written', 'unreadable', 'normalise', 'Espeak', 'EspeakProcess', 'Speech', 'speak', 'phonemize',
-           'Vocab']
+           'heard_phonemes', 'Vocab']
 
 # %% ../nbs/02_text.ipynb #0a8b5f0d
 MONTHS = ('stycznia', 'lutego', 'marca', 'kwietnia', 'maja', 'czerwca', 'lipca', 'sierpnia', 'września', 'października',
@@ -826,6 +826,11 @@ def speak(text: str, voice: str = 'pl', rate: int = None) -> Speech:
 def phonemize(text: str) -> list:
     "The phoneme tokens of `text` (the same sequence `speak` gives)."
     return speak(text).phonemes
+
+def heard_phonemes(phonemes) -> list:
+    """espeak's phonemes as sounds: stress marks dropped (ˈa → a), pauses left out — what the listener transcribes and
+    what corpus coverage counts."""
+    return [p.replace('ˈ', '').replace('ˌ', '') for p in phonemes if p != PAUSE]
 
 # %% ../nbs/02_text.ipynb #d63a2c61
 class Vocab:
