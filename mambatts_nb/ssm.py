@@ -268,17 +268,19 @@ def resolve_backend(backend: str, device) -> str:
                          f"got {device}")
     if backend == 'fused' and not fused_available(device):
         raise ValueError(f"backend 'fused' needs numba and a CPU device, got {device}")
-    if backend == 'triton' and not triton_available(device):
-        raise ValueError(f"backend 'triton' needs the triton package and a CUDA device "
+    if backend in ('triton', 'triton_par') and not triton_available(device):
+        raise ValueError(f"backend {backend!r} needs the triton package and a CUDA device "
                          f"(or TRITON_INTERPRET=1 on the CPU), got {device}")
     return check_choice('backend', backend, BACKENDS)
 
-def scan_triton(u, delta, A, B, C, h0=None):
-    "The Triton kernel (`triton_scan`, imported on first use). Same arguments and result as `scan_step`, fp32."
+def scan_triton(u, delta, A, B, C, h0=None, parallel=False):
+    """The Triton kernel (`triton_scan`, imported on first use), sequential in time or (`parallel`, backend
+    'triton_par') with the chunks in parallel. Same arguments and result as `scan_step`, fp32."""
     from .triton_scan import scan_triton as kernel
-    return kernel(u, delta, A, B, C, h0)
+    return kernel(u, delta, A, B, C, h0, parallel=parallel)
 
-_SCANS = dict(step=scan_step, fused=scan_fused, triton=scan_triton)
+_SCANS = dict(step=scan_step, fused=scan_fused, triton=scan_triton,
+              triton_par=lambda *a, **k: scan_triton(*a, **k, parallel=True))
 
 def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False, h0=None, backend='auto'):
     """u, delta, z (b, d, l); A (d, n); B, C (b, n, l); D, delta_bias (d,); h0 (b, d, n).
@@ -289,7 +291,7 @@ def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_sof
         return _mamba_ssm_scan(u, delta, A, B, C, D, z, delta_bias, delta_softplus, return_last_state=True)
     dtype = u.dtype
     # bf16 → fp32; fp64 stays (not in Triton)
-    acc = torch.float32 if backend == 'triton' else torch.promote_types(dtype, torch.float32)
+    acc = torch.float32 if backend.startswith('triton') else torch.promote_types(dtype, torch.float32)
     with torch.autocast(u.device.type, enabled=False):
         u, delta, A, B, C = (t.to(acc) for t in (u, delta, A, B, C))
         if delta_bias is not None: delta = delta + delta_bias.to(acc)[:, None]

@@ -16,18 +16,27 @@ __all__ = ['TritonScan', 'scan_triton']
 def _scan_fwd(u, delta, A, B, C, h0, y, ck, last,
               L, D, N, NC,
               su_b, su_d, su_l, sB_b, sB_n, sB_l,
-              K: tl.constexpr, BD: tl.constexpr, BN: tl.constexpr, HAS_H0: tl.constexpr):
-    "One program: batch row `pb`, channels [pd·BD, pd·BD + BD). h (BD, BN) lives in registers; time runs sequentially."
-    pb, pd = tl.program_id(0), tl.program_id(1)
+              K: tl.constexpr, BD: tl.constexpr, BN: tl.constexpr, HAS_H0: tl.constexpr, PAR: tl.constexpr):
+    """One program: batch row `pb`, channels [pd·BD, pd·BD + BD); h (BD, BN) lives in registers, time runs sequentially:
+    through every chunk from h0, checkpointing h at each chunk's start into `ck`, or (`PAR`) through chunk `pc` alone,
+    from its start state that `_scan_carry` put in `ck`."""
+    pb, pd, pc = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     rd, rn = pd * BD + tl.arange(0, BD), tl.arange(0, BN)
     md, mn = rd < D, rn < N
     mdn = md[:, None] & mn[None, :]
     a = tl.load(A + rd[:, None] * N + rn[None, :], mask=mdn, other=0.0)                       # (BD, BN)
     sdn = pb * D * N + rd[:, None] * N + rn[None, :]                                            # (b, d, n) offsets
-    h = tl.zeros((BD, BN), tl.float32)
-    if HAS_H0: h = tl.load(h0 + sdn, mask=mdn, other=0.0)
-    for c in range(0, NC):
-        tl.store(ck + pb * NC * D * N + c * D * N + rd[:, None] * N + rn[None, :], h, mask=mdn)
+    sck = pb * NC * D * N + rd[:, None] * N + rn[None, :]                                       # (b, c, d, n) at c = 0
+    if PAR:
+        c0, nc = pc, 1
+        h = tl.load(ck + sck + pc * D * N, mask=mdn, other=0.0)
+    else:
+        c0, nc = 0, NC
+        h = tl.zeros((BD, BN), tl.float32)
+        if HAS_H0: h = tl.load(h0 + sdn, mask=mdn, other=0.0)
+    for cc in range(0, nc):
+        c = c0 + cc
+        if not PAR: tl.store(ck + sck + c * D * N, h, mask=mdn)
         for i in range(0, K):
             t = c * K + i
             mt = t < L
@@ -37,27 +46,36 @@ def _scan_fwd(u, delta, A, B, C, h0, y, ck, last,
             ct = tl.load(C + pb * sB_b + rn * sB_n + t * sB_l, mask=mn & mt, other=0.0)
             h = tl.exp(dt[:, None] * a) * h + (dt * x)[:, None] * bt[None, :]
             tl.store(y + pb * su_b + rd * su_d + t * su_l, tl.sum(h * ct[None, :], axis=1), mask=md & mt)
-    tl.store(last + sdn, h, mask=mdn)
+    if not PAR: tl.store(last + sdn, h, mask=mdn)
 
 @triton.jit
 def _scan_bwd(u, delta, A, B, C, ck, dy, dlast, hs,
               du, ddelta, dA, dB, dC, dh0,
               L, D, N, NC,
               su_b, su_d, su_l, sB_b, sB_n, sB_l,
-              K: tl.constexpr, BD: tl.constexpr, BN: tl.constexpr):
-    "Chunks last to first: recompute the chunk's states from its checkpoint into `hs`, then walk it backwards."
-    pb, pd = tl.program_id(0), tl.program_id(1)
+              K: tl.constexpr, BD: tl.constexpr, BN: tl.constexpr, PAR: tl.constexpr):
+    """Chunks last to first: recompute the chunk's states from its checkpoint into `hs`, then walk it backwards
+    carrying dL/dh from `dlast`; or (`PAR`) chunk `pc` alone, from the dL/dh at its end that `_scan_carry` put in
+    `dlast`."""
+    pb, pd, pc = tl.program_id(0), tl.program_id(1), tl.program_id(2)
     rd, rn = pd * BD + tl.arange(0, BD), tl.arange(0, BN)
     md, mn = rd < D, rn < N
     mdn = md[:, None] & mn[None, :]
     a = tl.load(A + rd[:, None] * N + rn[None, :], mask=mdn, other=0.0)
     sdn = pb * D * N + rd[:, None] * N + rn[None, :]
-    scratch = hs + (pb * tl.num_programs(1) + pd) * (K + 1) * BD * BN + tl.arange(0, BD)[:, None] * BN + rn[None, :]
-    gh = tl.load(dlast + sdn, mask=mdn, other=0.0)
+    sck = pb * NC * D * N + rd[:, None] * N + rn[None, :]
+    prog = (pb * tl.num_programs(1) + pd) * tl.num_programs(2) + pc
+    scratch = hs + prog * (K + 1) * BD * BN + tl.arange(0, BD)[:, None] * BN + rn[None, :]
+    if PAR:
+        c1, nc = pc + 1, 1
+        gh = tl.load(dlast + sck + pc * D * N, mask=mdn, other=0.0)
+    else:
+        c1, nc = NC, NC
+        gh = tl.load(dlast + sdn, mask=mdn, other=0.0)
     da = tl.zeros((BD, BN), tl.float32)
-    for cc in range(0, NC):
-        c = NC - 1 - cc
-        h = tl.load(ck + pb * NC * D * N + c * D * N + rd[:, None] * N + rn[None, :], mask=mdn, other=0.0)
+    for cc in range(0, nc):
+        c = c1 - 1 - cc
+        h = tl.load(ck + sck + c * D * N, mask=mdn, other=0.0)
         tl.store(scratch, h)
         for i in range(0, K):                                   # recompute h_{t0}, …, h_{t0+K-1} → hs[1..K]
             t = c * K + i
@@ -89,42 +107,108 @@ def _scan_bwd(u, delta, A, B, C, ck, dy, dlast, hs,
             tl.store(du + pb * su_b + rd * su_d + t * su_l, tl.sum(g * bt[None, :], axis=1) * dt, mask=md & mt)
             gh = g * e
         tl.debug_barrier()
-    tl.store(dh0 + sdn, gh, mask=mdn)
+    if not PAR: tl.store(dh0 + sdn, gh, mask=mdn)
     tl.atomic_add(dA + rd[:, None] * N + rn[None, :], da, mask=mdn)
 
+@triton.jit
+def _scan_local(u, delta, A, B, C, dy, S, G,
+                L, D, N, NC,
+                su_b, su_d, su_l, sB_b, sB_n, sB_l,
+                K: tl.constexpr, BD: tl.constexpr, BN: tl.constexpr, REVERSE: tl.constexpr):
+    """One program per (batch row, channel block, chunk): the chunk's recurrence from zero —
+    h_t = e_t h_{t-1} + Δ_t x_t B_t forwards, or (`REVERSE`) r_{t-1} = e_t (r_t + dy_t C_t) backwards — into `S`, and
+    its total decay exp(A Σ Δ_t) into `G`: the recurrence across the chunk is then state ↦ G·state + S."""
+    pb, pd, pc = tl.program_id(0), tl.program_id(1), tl.program_id(2)
+    rd, rn = pd * BD + tl.arange(0, BD), tl.arange(0, BN)
+    md, mn = rd < D, rn < N
+    mdn = md[:, None] & mn[None, :]
+    a = tl.load(A + rd[:, None] * N + rn[None, :], mask=mdn, other=0.0)
+    h, sdt = tl.zeros((BD, BN), tl.float32), tl.zeros((BD,), tl.float32)
+    for j in range(0, K):
+        if REVERSE: t = pc * K + K - 1 - j
+        else: t = pc * K + j
+        mt = t < L
+        dt = tl.load(delta + pb * su_b + rd * su_d + t * su_l, mask=md & mt, other=0.0)
+        sdt += dt
+        if REVERSE:
+            gy = tl.load(dy + pb * su_b + rd * su_d + t * su_l, mask=md & mt, other=0.0)
+            ct = tl.load(C + pb * sB_b + rn * sB_n + t * sB_l, mask=mn & mt, other=0.0)
+            h = (h + gy[:, None] * ct[None, :]) * tl.exp(dt[:, None] * a)
+        else:
+            x = tl.load(u + pb * su_b + rd * su_d + t * su_l, mask=md & mt, other=0.0)
+            bt = tl.load(B + pb * sB_b + rn * sB_n + t * sB_l, mask=mn & mt, other=0.0)
+            h = tl.exp(dt[:, None] * a) * h + (dt * x)[:, None] * bt[None, :]
+    off = (pb * NC + pc) * D * N + rd[:, None] * N + rn[None, :]
+    tl.store(S + off, h, mask=mdn)
+    tl.store(G + off, tl.exp(sdt[:, None] * a), mask=mdn)
+
+@triton.jit
+def _scan_carry(S, G, init, H, out, D, N, NC,
+                BD: tl.constexpr, BN: tl.constexpr, HAS_INIT: tl.constexpr, REVERSE: tl.constexpr):
+    """One program per (batch row, channel block), sequential over the chunks only: the state entering each chunk
+    (`H`, from `init`, the last chunk first when `REVERSE`) by state ↦ G·state + S; the state leaving the last into
+    `out`."""
+    pb, pd = tl.program_id(0), tl.program_id(1)
+    rd, rn = pd * BD + tl.arange(0, BD), tl.arange(0, BN)
+    mdn = (rd < D)[:, None] & (rn < N)[None, :]
+    sdn = pb * D * N + rd[:, None] * N + rn[None, :]
+    h = tl.zeros((BD, BN), tl.float32)
+    if HAS_INIT: h = tl.load(init + sdn, mask=mdn, other=0.0)
+    for cc in range(0, NC):
+        if REVERSE: c = NC - 1 - cc
+        else: c = cc
+        off = (pb * NC + c) * D * N + rd[:, None] * N + rn[None, :]
+        tl.store(H + off, h, mask=mdn)
+        h = tl.load(G + off, mask=mdn, other=0.0) * h + tl.load(S + off, mask=mdn, other=0.0)
+    tl.store(out + sdn, h, mask=mdn)
 
 # %% ../nbs/05a_triton.ipynb #f6539ee1
 class TritonScan(torch.autograd.Function):
     "y_t = C_t · h_t with h_t = exp(Δ_t A) h_{t-1} + Δ_t B_t x_t in Triton. Returns y (b, d, l), last state (b, d, n)."
     @staticmethod
-    def forward(ctx, u, delta, A, B, C, h0, chunk, block_d, num_warps):
+    def forward(ctx, u, delta, A, B, C, h0, chunk, block_d, num_warps, parallel):
         (b, d, l), n = u.shape, A.shape[1]
         if u.dtype != torch.float32: raise TypeError(f'the Triton scan runs in fp32, got {u.dtype}')
         u, delta, A, B, C = (t.contiguous() for t in (u, delta, A, B, C))
-        nc, kw = triton.cdiv(l, chunk), dict(K=chunk, BD=block_d, BN=triton.next_power_of_2(n), num_warps=num_warps)
+        h0 = None if h0 is None else h0.contiguous()
+        nc, kw = triton.cdiv(l, chunk), dict(BD=block_d, BN=triton.next_power_of_2(n), num_warps=num_warps)
         y, ck, last = torch.empty_like(u), u.new_empty(b, nc, d, n), u.new_empty(b, d, n)
-        _scan_fwd[(b, triton.cdiv(d, block_d))](u, delta, A, B, C, last if h0 is None else h0.contiguous(), y, ck, last,
-                                                l, d, n, nc, *u.stride(), *B.stride(), HAS_H0=h0 is not None, **kw)
+        grid, sizes = (b, triton.cdiv(d, block_d)), (l, d, n, nc, *u.stride(), *B.stride())
+        if parallel:                               # the chunks' start states (ck) and the last state, by carrying
+            S, G = torch.empty_like(ck), torch.empty_like(ck)
+            _scan_local[(*grid, nc)](u, delta, A, B, C, u, S, G, *sizes, K=chunk, REVERSE=False, **kw)
+            _scan_carry[grid](S, G, h0 if h0 is not None else last, ck, last, d, n, nc,
+                              HAS_INIT=h0 is not None, REVERSE=False, **kw)
+        _scan_fwd[(*grid, nc if parallel else 1)](u, delta, A, B, C, last if h0 is None else h0, y, ck, last, *sizes,
+                                                  K=chunk, HAS_H0=h0 is not None, PAR=parallel, **kw)
         ctx.save_for_backward(u, delta, A, B, C, ck)
-        ctx.has_h0, ctx.kw = h0 is not None, kw
+        ctx.has_h0, ctx.kw, ctx.chunk, ctx.parallel = h0 is not None, kw, chunk, parallel
         return y, last
 
     @staticmethod
     def backward(ctx, dy, dlast):
         u, delta, A, B, C, ck = ctx.saved_tensors
-        (b, d, l), n, kw = u.shape, A.shape[1], ctx.kw
+        (b, d, l), n, kw, K, par = u.shape, A.shape[1], ctx.kw, ctx.chunk, ctx.parallel
         dy = torch.zeros_like(u) if dy is None else dy.contiguous()
         dlast = u.new_zeros(b, d, n) if dlast is None else dlast.contiguous()
-        grid = (b, triton.cdiv(d, kw['BD']))
-        hs = u.new_empty(b * grid[1] * (kw['K'] + 1) * kw['BD'] * kw['BN'])              # per-program chunk states
+        nc = ck.shape[1]
+        grid, sizes = (b, triton.cdiv(d, kw['BD'])), (l, d, n, nc, *u.stride(), *B.stride())
         du, ddelta, dh0 = torch.empty_like(u), torch.empty_like(delta), torch.empty_like(dlast)
         dA, dB, dC = torch.zeros_like(A), torch.zeros_like(B), torch.zeros_like(C)
-        _scan_bwd[grid](u, delta, A, B, C, ck, dy, dlast, hs, du, ddelta, dA, dB, dC, dh0, l, d, n, ck.shape[1],
-                        *u.stride(), *B.stride(), **kw)
-        return du, ddelta, dA, dB, dC, dh0 if ctx.has_h0 else None, None, None, None
+        if par:                                    # dL/dh entering each chunk from its right (R), and dh0, by carrying
+            S, G, R = torch.empty_like(ck), torch.empty_like(ck), torch.empty_like(ck)
+            _scan_local[(*grid, nc)](u, delta, A, B, C, dy, S, G, *sizes, K=K, REVERSE=True, **kw)
+            _scan_carry[grid](S, G, dlast, R, dh0, d, n, nc, HAS_INIT=True, REVERSE=True, **kw)
+            dlast = R
+        hs = u.new_empty(b * grid[1] * (nc if par else 1) * (K + 1) * kw['BD'] * kw['BN'])   # per-program chunk states
+        _scan_bwd[(*grid, nc if par else 1)](u, delta, A, B, C, ck, dy, dlast, hs, du, ddelta, dA, dB, dC, dh0, *sizes,
+                                            K=K, PAR=par, **kw)
+        return du, ddelta, dA, dB, dC, dh0 if ctx.has_h0 else None, None, None, None, None
 
-def scan_triton(u, delta, A, B, C, h0=None, chunk: int = 64, block_d: int = 16, num_warps: int = 4):
+def scan_triton(u, delta, A, B, C, h0=None, chunk: int = 64, block_d: int = 16, num_warps: int = 4,
+                parallel: bool = False):
     """The Triton kernel; same arguments and result as `ssm.scan_step` (fp32). `chunk`: steps between the forward's
-    checkpoints (backward recomputes one chunk at a time); `block_d`: channels per program (a power of two)."""
+    checkpoints (backward recomputes one chunk at a time); `block_d`: channels per program (a power of two);
+    `parallel`: the chunks run in parallel, joined by a short sequential pass over chunk boundaries."""
     if block_d & (block_d - 1): raise ValueError(f'block_d must be a power of two, got {block_d}')
-    return TritonScan.apply(u, delta, A, B, C, h0, chunk, block_d, num_warps)
+    return TritonScan.apply(u, delta, A, B, C, h0, chunk, block_d, num_warps, parallel)

@@ -33,13 +33,14 @@ def _run(x, backend):
     return y, last, dict(zip(leaves, grads))
 
 @kernel_runs
-@pytest.mark.parametrize('l,dt_scale,carried', [(70, 1.0, True), (65, 30.0, False)])
-def test_selective_scan_triton_equals_step(l, dt_scale, carried, scan_inputs):
+@pytest.mark.parametrize('l,dt_scale,carried,backend', [(70, 1.0, True, 'triton'), (65, 30.0, False, 'triton'),
+                                                        (70, 1.0, True, 'triton_par')])
+def test_selective_scan_triton_equals_step(l, dt_scale, carried, backend, scan_inputs):
     "Through `selective_scan` (Δ bias, softplus, D, z); 70 and 65 steps cross the 64-step chunk boundary."
     x = scan_inputs(2, 6, 16, l, dt_scale)
     if not carried: x.pop('h0')
     ref = _run({k: v.double() if torch.is_tensor(v) else v for k, v in x.items()}, 'step')
-    y, last, grads = _run({k: v.float().to(DEV) if torch.is_tensor(v) else v for k, v in x.items()}, 'triton')
+    y, last, grads = _run({k: v.float().to(DEV) if torch.is_tensor(v) else v for k, v in x.items()}, backend)
     assert y.dtype == torch.float32 and last.shape == (2, 6, 16)
     torch.testing.assert_close(y.cpu().double(), ref[0], atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(last.cpu().double(), ref[1], atol=1e-5, rtol=1e-5)
@@ -48,10 +49,12 @@ def test_selective_scan_triton_equals_step(l, dt_scale, carried, scan_inputs):
         torch.testing.assert_close(g.cpu().double(), ref[2][k], atol=1e-5, rtol=1e-4, msg=f'd{k}')
 
 @kernel_runs
+@pytest.mark.parametrize('parallel', [False, True], ids=['sequential', 'parallel'])
 @pytest.mark.parametrize('b,d,l,n,scale,carried,chunk', [
     (2, 20, 37, 16, 1.0, True, 16),     # 3 chunks, the last one partial; d not a multiple of block_d
-    (1, 8, 24, 5, 2.0, False, 8)])      # n = 5 (padded to 8); Δ up to e^6: exp(ΔA) underflows
-def test_kernel_equals_step(b, d, l, n, scale, carried, chunk):
+    (1, 8, 24, 5, 2.0, False, 8),       # n = 5 (padded to 8); Δ up to e^6: exp(ΔA) underflows
+    (1, 4, 100, 4, 1.0, True, 8)])      # 13 chunks: the carry between chunks, forwards and backwards
+def test_kernel_equals_step(b, d, l, n, scale, carried, chunk, parallel):
     from mambatts_nb.triton_scan import scan_triton
     g = torch.Generator().manual_seed(0)
     r = lambda *s: torch.randn(*s, generator=g)
@@ -62,7 +65,7 @@ def test_kernel_equals_step(b, d, l, n, scale, carried, chunk):
     ours = [t.to(DEV).requires_grad_() if t is not None else None for t in x]
     y0, l0 = scan_step(*ref)
     ((y0 * w[0].double()).sum() + (l0 * w[1].double()).sum()).backward()
-    y, last = scan_triton(*ours, chunk=chunk)
+    y, last = scan_triton(*ours, chunk=chunk, parallel=parallel)
     ((y * w[0].to(DEV)).sum() + (last * w[1].to(DEV)).sum()).backward()
     torch.testing.assert_close(y.detach().cpu().double(), y0.detach(), atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(last.detach().cpu().double(), l0.detach(), atol=1e-5, rtol=1e-5)
@@ -82,5 +85,6 @@ def test_triton_backend_choice(scan_inputs):
 
 def test_triton_backend_needs_cuda_or_the_interpreter():
     if DEV.type == 'cuda' or CHILD: pytest.skip('here the backend is available')
-    with pytest.raises(ValueError, match="backend 'triton' needs the triton package and a CUDA device"):
-        resolve_backend('triton', 'cpu')
+    for backend in ('triton', 'triton_par'):
+        with pytest.raises(ValueError, match=f"backend '{backend}' needs the triton package and a CUDA device"):
+            resolve_backend(backend, 'cpu')
