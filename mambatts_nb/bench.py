@@ -19,8 +19,8 @@ from .codec import FRAME_RATE
 
 # %% auto #0
 __all__ = ['RATIOS', 'PEER_NAMES', 'RSSPeak', 'time_side_by_side', 'torch_layer', 'our_transformer', 'mambapy_block',
-           'block_peers', 'ratios', 'bench_blocks', 'block_labels', 'block_header', 'fragment', 'bench_models',
-           'markdown', 'growth', 'main']
+           'block_peers', 'ratios', 'bench_blocks', 'block_labels', 'block_header', 'fragment', 'model_steps',
+           'bench_models', 'tile', 'bench_lengths', 'crossover', 'length_table', 'markdown', 'growth', 'main']
 
 # %% ../nbs/13_bench.ipynb #00f30b72
 def _sync(device):
@@ -193,19 +193,15 @@ def fragment(seconds: float = 10.0) -> Utterance:
         if u.n_frames >= seconds * FRAME_RATE: return u
     return u
 
-def bench_models(presets=('tiny', 'phase2-pure', 'L4_H768_E1.5'), seconds: float = 10.0, repeat: int = 3,
-                 device='auto', backend: str = 'auto', amp: bool = True, batch: int = 1, scale: str = 'study') -> list:
-    """ms per training step (forward, backward, AdamW) of each preset or phase configuration (`phase.config_model` at
-    `scale`; `name@arch` is that model with another backbone, e.g. `phase2-pure@transformer`) on a batch of `batch`
-    copies of one fragment of `seconds` (bf16 autocast on CUDA when `amp`) — the training loss's step, teacher forcing
-    included — timed round-robin in one `time_side_by_side` call, so their ratios share the machine's state."""
-    device = resolve_device(device) if isinstance(device, str) else torch.device(device)
-    vocab, u = corpus_vocab(), fragment(seconds)
-    b = collate([u] * batch, vocab).to(device)
+def model_steps(names, b, device, backend: str = 'auto', amp: bool = True, scale: str = 'study') -> dict:
+    """name → (parameters, one training step on batch `b`: forward, backward, AdamW) for each preset or phase
+    configuration (`phase.config_model` at `scale`; `name@arch` is that model with another backbone, e.g.
+    `phase2-pure@transformer`), bf16 autocast on CUDA when `amp` — the training loss's step, teacher forcing
+    included."""
     def trainer(p):
         torch.manual_seed(0)
         name, _, arch = p.partition('@')
-        cfg = dataclasses.replace(config_model(name, scale), vocab_size=len(vocab), backend=backend,
+        cfg = dataclasses.replace(config_model(name, scale), vocab_size=len(corpus_vocab()), backend=backend,
                                   **({'arch': arch} if arch else {}))
         model = TTSModel(cfg).to(device)
         opt = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=True)       # as training does
@@ -217,10 +213,69 @@ def bench_models(presets=('tiny', 'phase2-pure', 'L4_H768_E1.5'), seconds: float
             loss.backward()
             opt.step()
         return model.param_split()['total'], step
-    steps = {p: trainer(p) for p in presets}
+    return {p: trainer(p) for p in names}
+
+def bench_models(presets=('tiny', 'phase2-pure', 'L4_H768_E1.5'), seconds: float = 10.0, repeat: int = 3,
+                 device='auto', backend: str = 'auto', amp: bool = True, batch: int = 1, scale: str = 'study') -> list:
+    """ms per training step (`model_steps`) of each preset or phase configuration on a batch of `batch` copies of one
+    fragment of `seconds`, and frames per second, timed round-robin in one `time_side_by_side` call, so their ratios
+    share the machine's state."""
+    device = resolve_device(device) if isinstance(device, str) else torch.device(device)
+    u = fragment(seconds)
+    steps = model_steps(presets, collate([u] * batch, corpus_vocab()).to(device), device, backend, amp, scale)
     res = time_side_by_side({p: f for p, (_, f) in steps.items()}, device, repeat)
     return [dict(preset=p, params=n, frames=u.n_frames * batch, device=str(device), step_ms=res[p][0],
-                 peak_mb=res[p][1]) for p, (n, _) in steps.items()]
+                 frames_per_s=1000 * u.n_frames * batch / res[p][0], peak_mb=res[p][1]) for p, (n, _) in steps.items()]
+
+# %% ../nbs/13_bench.ipynb #a1e70002
+def tile(u: Utterance, frames: int) -> Utterance:
+    "`u` repeated and cut to exactly `frames` frames, its phonemes and durations with it (the last phoneme shortened)."
+    k = -(-frames // u.n_frames)
+    ph, dur = u.phonemes * k, u.durations.repeat(k)
+    n = int((dur.cumsum(0) < frames).sum()) + 1                      # phonemes that start before `frames`
+    dur = dur[:n].clone()
+    dur[-1] -= int(dur.sum()) - frames
+    return Utterance(f'{u.id}x{frames}', u.text, ph[:n], u.codes.repeat(1, k)[:, :frames], dur, u.speaker)
+
+def bench_lengths(names=('pure', 'mamba2', 'hybrid', 'transformer'), lengths=(256, 1024, 4096, 16384),
+                  repeat: int = 1, device='auto', backend: str = 'auto', amp: bool = True, scale: str = 'cpu') -> list:
+    """One row per (length, configuration) of `model_steps` at batch 1 on `tile(fragment(), length)`: step ms and peak
+    memory. Out of memory at a length: that row's times are None (`oom` True)."""
+    device = resolve_device(device) if isinstance(device, str) else torch.device(device)
+    u, rows = fragment(), []
+    for n in lengths:
+        x = tile(u, n)
+        steps = model_steps(names, collate([x], corpus_vocab()).to(device), device, backend, amp, scale)
+        try: res, oom = time_side_by_side({p: f for p, (_, f) in steps.items()}, device, repeat), False
+        except torch.OutOfMemoryError: res, oom = {}, True
+        rows += [dict(frames=n, preset=p, params=k, step_ms=res.get(p, (None,))[0], peak_mb=res.get(p, (None, None))[1],
+                      oom=oom) for p, (k, _) in steps.items()]
+        del steps
+        if device.type == 'cuda': torch.cuda.empty_cache()
+    return rows
+
+def crossover(rows, ref: str = 'transformer') -> dict:
+    """configuration → the shortest length from which its step is faster than `ref`'s at every longer length measured
+    (None: never; an out-of-memory `ref` counts as slower)."""
+    by = {(r['frames'], r['preset']): r['step_ms'] for r in rows}
+    lengths = sorted({r['frames'] for r in rows})
+    out = {}
+    for p in dict.fromkeys(r['preset'] for r in rows if r['preset'] != ref):
+        faster = [by[n, p] is not None and (by[n, ref] is None or by[n, p] < by[n, ref]) for n in lengths]
+        out[p] = next((n for i, n in enumerate(lengths) if all(faster[i:])), None)
+    return out
+
+def length_table(rows, ref: str|None = 'transformer') -> list:
+    "`bench_lengths` rows pivoted: one row per length, each configuration's ms and MB, and its time over `ref`'s."
+    out = {}
+    for r in rows:
+        o = out.setdefault(r['frames'], dict(frames=r['frames']))
+        o[f"{r['preset']} ms"], o[f"{r['preset']} MB"] = r['step_ms'], r['peak_mb']
+    for o in out.values():
+        t = o.get(f'{ref} ms')
+        for p in dict.fromkeys(r['preset'] for r in rows if r['preset'] != ref):
+            if t and o[f'{p} ms']: o[f'{p}/{ref}'] = o[f'{p} ms'] / t
+    return list(out.values())
 
 # %% ../nbs/13_bench.ipynb #2f27826a
 def markdown(rows, labels: dict | None = None) -> str:
@@ -242,7 +297,7 @@ def growth(rows, key: str = 'ours_ms') -> dict:
 
 # %% ../nbs/13_bench.ipynb #667b9866
 @call_parse
-def main(what: str = 'all',              # blocks, models or all
+def main(what: str = 'all',              # blocks, models, lengths, or all (blocks and models)
          d_models: str = '256,768',      # comma-separated d_model values for the block benchmark
          lengths: str = '512,1024,4096', # comma-separated sequence lengths
          batch: int = 2,                 # batch size for the block benchmark
@@ -251,6 +306,7 @@ def main(what: str = 'all',              # blocks, models or all
          scale: str = 'study',           # size of phase configurations: study (as published) or cpu (as the cpu sweeps)
          seconds: float = 10.0,          # fragment length for the whole-model step
          model_batch: int = 1,           # copies of the fragment per whole-model step
+         frames: str = '256,1024,4096,16384',  # comma-separated input lengths (frames) for `lengths`
          repeat: int = 3,                # timed repetitions (median)
          device: str = 'auto',           # auto, cpu or cuda
          backend: str = 'auto'):         # selective scan backend for our blocks
@@ -273,3 +329,10 @@ def main(what: str = 'all',              # blocks, models or all
         print(f'\n## Whole-model training step on {model_batch} × one {seconds:g} s fragment'
               + (f' (phase {phase}, {scale} scale)' if phase else '') + '\n\n'
               + markdown(bench_models(names, seconds, repeat, dev, backend, batch=model_batch, scale=scale)))
+    if what == 'lengths':
+        names = PHASES[check_choice('phase', str(phase), list(PHASES))] if phase else presets.split(',')
+        ref = next((p for p in names if 'transformer' in p), None)
+        rows = bench_lengths(names, [int(n) for n in frames.split(',')], repeat, dev, backend, scale=scale)
+        print('\n## Whole-model training step against input length, batch 1' + (f' (phase {phase}, {scale} scale)'
+              if phase else '') + '\n\n' + markdown(length_table(rows, ref)))
+        if ref: print(f'\nCrossover (shortest length from which each stays faster than {ref}):', crossover(rows, ref))

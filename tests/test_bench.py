@@ -46,3 +46,11 @@ def test_cli_prints_header_and_labelled_table(capsys):
     out = capsys.readouterr().out
     assert 'TransformerEncoderLayer(d, 4, 4d, dropout=0.0, batch_first=True)' in out and 'pscan' in out
     assert '| ours / torch layer | ours / our TransformerBlock | mambapy / ours |' in out
+
+def test_cli_lengths_prints_one_row_per_length_and_the_crossover(capsys):
+    main(what='lengths', presets='tiny,tiny@transformer', frames='32,64', repeat=1, device='cpu')
+    out = capsys.readouterr().out
+    assert '| frames | tiny ms | tiny MB | tiny@transformer ms | tiny@transformer MB | tiny/tiny@transformer |' in out
+    assert [line.split(' | ')[0] for line in out.splitlines() if line.startswith('| ') and line[2].isdigit()] == \
+        ['| 32', '| 64']
+    assert 'Crossover (shortest length from which each stays faster than tiny@transformer): {' in out
