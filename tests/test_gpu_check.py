@@ -4,7 +4,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 SECTIONS = ['## Environment', '## CUDA tests', '## One block, forward + backward', '## Whole-model training step',
-            '## Phase 2']
+            '## Whole-model step against input length', '## Phase 2']
 pytestmark = pytest.mark.slow                   # the script in a subprocess
 
 def _check(*args, cwd=ROOT):
@@ -17,6 +17,7 @@ def test_smoke_writes_every_section(tmp_path):
     report = (tmp_path/'report.md').read_text()
     assert [s for s in SECTIONS if s not in report] == [] and 'FAILED' not in report
     assert '| phase2-pure-L1-H128-fragment |' in report and '| tiny |' in report       # the tables have their rows
+    assert '| 64 |' in report and '| 128 |' in report and "Crossover" in report
     assert sorted(d.name for d in (tmp_path/'phase2-cpu').iterdir()) == [
         'phase2-hybrid-small-L1-H128-fragment-s0', 'phase2-pure-L1-H128-fragment-s0']
 
