@@ -20,7 +20,8 @@ from .codec import FRAME_RATE
 # %% auto #0
 __all__ = ['RATIOS', 'PEER_NAMES', 'RSSPeak', 'time_side_by_side', 'torch_layer', 'our_transformer', 'mambapy_block',
            'block_peers', 'ratios', 'bench_blocks', 'block_labels', 'block_header', 'fragment', 'model_steps',
-           'bench_models', 'tile', 'bench_lengths', 'crossover', 'length_table', 'markdown', 'growth', 'main']
+           'bench_models', 'largest_batch', 'bench_throughput', 'tile', 'bench_lengths', 'crossover', 'length_table',
+           'markdown', 'growth', 'main']
 
 # %% ../nbs/13_bench.ipynb #00f30b72
 def _sync(device):
@@ -227,6 +228,38 @@ def bench_models(presets=('tiny', 'phase2-pure', 'L4_H768_E1.5'), seconds: float
     return [dict(preset=p, params=n, frames=u.n_frames * batch, device=str(device), step_ms=res[p][0],
                  frames_per_s=1000 * u.n_frames * batch / res[p][0], peak_mb=res[p][1]) for p, (n, _) in steps.items()]
 
+# %% ../nbs/13_bench.ipynb #a1e70004
+def largest_batch(fits, limit: int = 256) -> int:
+    """The largest power of two ≤ `limit` for which `fits(batch)` returns without running out of memory (0 when not even
+    batch 1 does): doubling, so a GPU is probed at log₂ `limit` sizes at most."""
+    best, b = 0, 1
+    while b <= limit:
+        try: fits(b)
+        except torch.OutOfMemoryError: break
+        finally:
+            if torch.cuda.is_available(): torch.cuda.empty_cache()
+        best, b = b, 2 * b
+    return best
+
+def bench_throughput(presets, seconds: float = 10.0, repeat: int = 3, device='auto', backend: str = 'auto',
+                     amp: bool = True, scale: str = 'study', limit: int = 256) -> list:
+    """Frames per second of each configuration's training step at batch 1 and at its largest batch (`largest_batch` of
+    copies of one `seconds` fragment, ≤ `limit`): what a GPU does with a real batch, beside the study's batch-1 ms."""
+    device = resolve_device(device) if isinstance(device, str) else torch.device(device)
+    u, rows = fragment(seconds), []
+    def step(p, n): return model_steps([p], collate([u] * n, corpus_vocab()).to(device), device, backend, amp, scale)[p]
+    for p in presets:
+        n = largest_batch(lambda k: step(p, k)[1](), limit)
+        if not n:
+            rows.append(dict(preset=p, max_batch=0))
+            continue
+        one, big = step(p, 1), step(p, n)
+        res = time_side_by_side({'1': one[1], 'max': big[1]}, device, repeat)
+        rows.append(dict(preset=p, params=one[0], max_batch=n, frames_per_s_b1=1000 * u.n_frames / res['1'][0],
+                         frames_per_s_max=1000 * u.n_frames * n / res['max'][0], step_ms_max=res['max'][0],
+                         peak_mb_max=res['max'][1]))
+    return rows
+
 # %% ../nbs/13_bench.ipynb #a1e70002
 def tile(u: Utterance, frames: int) -> Utterance:
     "`u` repeated and cut to exactly `frames` frames, its phonemes and durations with it (the last phoneme shortened)."
@@ -297,7 +330,7 @@ def growth(rows, key: str = 'ours_ms') -> dict:
 
 # %% ../nbs/13_bench.ipynb #667b9866
 @call_parse
-def main(what: str = 'all',              # blocks, models, lengths, or all (blocks and models)
+def main(what: str = 'all',              # blocks, models, lengths, throughput, or all (blocks and models)
          d_models: str = '256,768',      # comma-separated d_model values for the block benchmark
          lengths: str = '512,1024,4096', # comma-separated sequence lengths
          batch: int = 2,                 # batch size for the block benchmark
@@ -306,6 +339,7 @@ def main(what: str = 'all',              # blocks, models, lengths, or all (bloc
          scale: str = 'study',           # size of phase configurations: study (as published) or cpu (as the cpu sweeps)
          seconds: float = 10.0,          # fragment length for the whole-model step
          model_batch: int = 1,           # copies of the fragment per whole-model step
+         max_batch: int = 256,           # throughput: the largest batch probed (powers of two)
          frames: str = '256,1024,4096,16384',  # comma-separated input lengths (frames) for `lengths`
          repeat: int = 3,                # timed repetitions (median)
          device: str = 'auto',           # auto, cpu or cuda
@@ -329,6 +363,11 @@ def main(what: str = 'all',              # blocks, models, lengths, or all (bloc
         print(f'\n## Whole-model training step on {model_batch} × one {seconds:g} s fragment'
               + (f' (phase {phase}, {scale} scale)' if phase else '') + '\n\n'
               + markdown(bench_models(names, seconds, repeat, dev, backend, batch=model_batch, scale=scale)))
+    if what == 'throughput':
+        names = PHASES[check_choice('phase', str(phase), list(PHASES))] if phase else presets.split(',')
+        rows = bench_throughput(names, seconds, repeat, dev, backend, scale=scale, limit=max_batch)
+        print(f'\n## Frames per second at batch 1 and at the largest batch that fits (≤ {max_batch}), one '
+              f'{seconds:g} s fragment\n\n' + markdown(rows))
     if what == 'lengths':
         names = PHASES[check_choice('phase', str(phase), list(PHASES))] if phase else presets.split(',')
         ref = next((p for p in names if 'transformer' in p), None)

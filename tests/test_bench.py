@@ -54,3 +54,12 @@ def test_cli_lengths_prints_one_row_per_length_and_the_crossover(capsys):
     assert [line.split(' | ')[0] for line in out.splitlines() if line.startswith('| ') and line[2].isdigit()] == \
         ['| 32', '| 64']
     assert 'Crossover (shortest length from which each stays faster than tiny@transformer): {' in out
+    rows = [line.split(' | ') for line in out.splitlines() if line.startswith('| 32 |') or line.startswith('| 64 |')]
+    assert all(float(r[1].replace(',', '')) > 0 and float(r[3].replace(',', '')) > 0 for r in rows)   # both timed
+
+def test_cli_throughput_finds_the_largest_batch_it_was_allowed(capsys):
+    main(what='throughput', presets='tiny', seconds=1, max_batch=2, repeat=1, device='cpu')
+    out = capsys.readouterr().out
+    assert '## Frames per second at batch 1 and at the largest batch that fits (≤ 2)' in out
+    assert '| preset | params | max_batch | frames_per_s_b1 | frames_per_s_max | step_ms_max |' in out
+    assert [line.split(' | ')[2] for line in out.splitlines() if line.startswith('| tiny |')] == ['2']
