@@ -242,10 +242,13 @@ def speaker_ids(utts, speakers: list|None) -> torch.Tensor:
     if unknown: raise ValueError(f'speaker(s) {unknown} are not among the run\'s speakers {speakers}')
     return torch.tensor([speakers.index(u.speaker) for u in utts])
 
-def collate(utts, vocab: Vocab, speakers: list|None = None) -> Batch:
-    "Pad a list of `Utterance`s into a `Batch`; `speakers` is the run's speaker list (see `run_speakers`)."
+def collate(utts, vocab: Vocab, speakers: list|None = None, bucket: tuple|None = None) -> Batch:
+    """Pad a list of `Utterance`s into a `Batch`; `speakers` is the run's speaker list (see `run_speakers`). `bucket`
+    (phonemes, frames): pad to multiples of these, so batches come in few shapes (what a CUDA graph needs); the masks
+    make the padding invisible to the loss (tests/test_model.py)."""
     require_durations(utts, 'collate')
     B, P, T = len(utts), max(len(u.phonemes) for u in utts), max(u.n_frames for u in utts)
+    if bucket: P, T = -(-P // bucket[0]) * bucket[0], -(-T // bucket[1]) * bucket[1]
     ph, dur = torch.zeros(B, P, dtype=torch.long), torch.zeros(B, P, dtype=torch.long)
     codes, fmask = torch.zeros(B, N_CODEBOOKS, T, dtype=torch.long), torch.zeros(B, T, dtype=torch.bool)
     for i, u in enumerate(utts):

@@ -76,11 +76,12 @@ class DurationRegulator(nn.Module):
         return (torch.expm1(log_dur.float()).clamp(min=0) / speed).round().long() * mask
 
     @staticmethod
-    def regulate(x, durations):
-        "Repeat each phoneme encoding x (b, p, d) durations (b, p) times → frames (b, t, d), frame_mask (b, t)."
+    def regulate(x, durations, n_frames: int|None = None):
+        """Repeat each phoneme encoding x (b, p, d) durations (b, p) times → frames (b, t, d), frame_mask (b, t);
+        t = `n_frames` when given (a static length: no device→host read of the longest), else the longest total."""
         cum = durations.cumsum(1)                                               # (b, p)
         total = cum[:, -1]
-        t = torch.arange(int(total.max().clamp(min=1)), device=x.device)
+        t = torch.arange(n_frames or int(total.max().clamp(min=1)), device=x.device)
         idx = torch.searchsorted(cum, t.expand(x.shape[0], -1).contiguous(), right=True).clamp(max=x.shape[1] - 1)
         fmask = t[None] < total[:, None]
         return x.gather(1, idx[..., None].expand(-1, -1, x.shape[2])) * fmask[..., None], fmask
@@ -153,12 +154,14 @@ class TTSModel(nn.Module):
             out.append(head(x))
         return torch.stack(out, 2).transpose(1, 2)
 
-    def forward(self, phonemes, phoneme_mask, durations, ref_codes, ref_mask, speakers=None, codes=None):
-        """Teacher-forced durations (and, for hierarchical heads, lower codebooks `codes` (b, 8, t) when given).
-        Returns logits (b, 8, t, V), log-durations (b, p), frame_mask (b, t)."""
+    def forward(self, phonemes, phoneme_mask, durations, ref_codes, ref_mask, speakers=None, codes=None,
+                n_frames: int|None = None):
+        """Teacher-forced durations (and, for hierarchical heads, lower codebooks `codes` (b, 8, t) when given),
+        `n_frames` frames (default: the longest total duration). Returns logits (b, 8, t, V), log-durations (b, p),
+        frame_mask (b, t)."""
         h = self.encode_text(phonemes, phoneme_mask, speakers)                 # (b, p, d)
         log_dur = self.duration(h, phoneme_mask)                               # (b, p)
-        frames, fmask = self.duration.regulate(h, durations * phoneme_mask)    # (b, t, d)
+        frames, fmask = self.duration.regulate(h, durations * phoneme_mask, n_frames)    # (b, t, d)
         x = self.audio(frames, self.style(ref_codes, ref_mask), fmask)
         return self.head_logits(x, codes), log_dur, fmask
 
@@ -208,7 +211,7 @@ def forward_batch(model, b, teacher: bool = False):
     true lower codebooks when `teacher` (the training loss), else their own predictions, as at inference
     (every evaluation)."""
     return model(b.phonemes, b.phoneme_mask, b.durations, b.codes, b.frame_mask, b.speakers,
-                 codes=b.codes if teacher else None)
+                 codes=b.codes if teacher else None, n_frames=b.codes.shape[-1])
 
 # %% ../nbs/07_model.ipynb #94b98cd4
 def param_table(presets=None, vocab_size: int = 58) -> list:

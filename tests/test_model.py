@@ -1,9 +1,9 @@
-"""Padding invariance on real data, Mamba and Mamba-2 step == full sequence == chunks, hierarchical heads, preset
-parameter counts."""
+"""Padding invariance on real data (also bucketed), Mamba and Mamba-2 step == full sequence == chunks, hierarchical
+heads, preset parameter counts."""
 import pytest, torch
 from mambatts_nb.config import model_config, STUDY_PARAMS
 from mambatts_nb.data import collate
-from mambatts_nb.model import TTSModel
+from mambatts_nb.model import TTSModel, forward_batch, loss_fn
 from mambatts_nb.blocks import MambaMixer, Mamba2Mixer
 
 @pytest.mark.parametrize('arch,heads', [('pure', 'flat'), ('hybrid', 'flat'), ('transformer', 'flat'),
@@ -20,6 +20,26 @@ def test_padded_batch_equals_items_alone(arch, heads, utts, vocab):
         torch.testing.assert_close(logits[i, :, :u.n_frames], l1[0], atol=1e-4, rtol=1e-4)
         torch.testing.assert_close(log_dur[i, :len(u.phonemes)], d1[0], atol=1e-5, rtol=1e-5)
         assert fmask[i].sum() == u.n_frames
+
+@pytest.mark.parametrize('arch,kw', [('pure', {}), ('mamba2', {}), ('hybrid', {}), ('transformer', {}),
+                                     ('mamba2', dict(heads='hierarchical', text_direction='bidirectional'))])
+def test_bucketed_batch_has_the_same_loss_and_gradients(arch, kw, utts, vocab):
+    "Padding to buckets (static shapes for CUDA graphs) and a static frame count change neither; bidirectional too."
+    torch.manual_seed(0)
+    model = TTSModel(model_config('tiny', arch=arch, vocab_size=len(vocab), **kw)).eval()
+    b, big = collate(utts[:3], vocab), collate(utts[:3], vocab, bucket=(16, 64))
+    assert big.phonemes.shape[1] % 16 == 0 and big.codes.shape[-1] % 64 == 0
+    assert big.codes.shape[-1] > b.codes.shape[-1]
+    params = [p for p in model.parameters() if p.requires_grad]
+    def loss_grads(x):
+        logits, log_dur, fmask = forward_batch(model, x, teacher=True)
+        assert fmask.shape == x.frame_mask.shape                     # regulated to the batch's (bucketed) length
+        loss = loss_fn(logits, log_dur, x)[0]
+        return loss, torch.autograd.grad(loss, params, allow_unused=True)
+    (l0, g0), (l1, g1) = loss_grads(b), loss_grads(big)
+    torch.testing.assert_close(l1, l0, atol=1e-5, rtol=1e-6)
+    for a, c in zip(g0, g1):
+        if a is not None: torch.testing.assert_close(c, a, atol=1e-5, rtol=1e-4)
 
 MIXERS = dict(mamba=lambda: MambaMixer(32, expand=1.5),
               mamba2=lambda: Mamba2Mixer(32, expand=2, headdim=16, chunk_size=32))
