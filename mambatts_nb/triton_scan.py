@@ -64,7 +64,7 @@ def _scan_bwd(u, delta, A, B, C, ck, dy, dlast, hs,
     a = tl.load(A + rd[:, None] * N + rn[None, :], mask=mdn, other=0.0)
     sdn = pb * D * N + rd[:, None] * N + rn[None, :]
     sck = pb * NC * D * N + rd[:, None] * N + rn[None, :]
-    prog = (pb * tl.num_programs(1) + pd) * tl.num_programs(2) + pc
+    prog = ((pb * tl.num_programs(1) + pd) * tl.num_programs(2) + pc).to(tl.int64)   # PAR: b·d·l·16 floats, > 2³¹
     scratch = hs + prog * (K + 1) * BD * BN + tl.arange(0, BD)[:, None] * BN + rn[None, :]
     if PAR:
         c1, nc = pc + 1, 1
