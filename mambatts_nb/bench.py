@@ -300,13 +300,13 @@ def crossover(rows, ref: str = 'transformer') -> dict:
 
 def length_table(rows, ref: str|None = 'transformer') -> list:
     "`bench_lengths` rows pivoted: one row per length, each configuration's ms and MB, and its time over `ref`'s."
-    out = {}
+    out, others = {}, list(dict.fromkeys(r['preset'] for r in rows if r['preset'] != ref))
     for r in rows:
         o = out.setdefault(r['frames'], dict(frames=r['frames']))
         o[f"{r['preset']} ms"], o[f"{r['preset']} MB"] = r['step_ms'], r['peak_mb']
     for o in out.values():
         t = o.get(f'{ref} ms')
-        for p in dict.fromkeys(r['preset'] for r in rows if r['preset'] != ref):
+        for p in others:
             if t and o[f'{p} ms']: o[f'{p}/{ref}'] = o[f'{p} ms'] / t
     return list(out.values())
 
@@ -358,20 +358,20 @@ def main(what: str = 'all',              # blocks, models, lengths, throughput, 
         print('\n' + markdown(rows, block_labels(dev)))
         print('\nTime relative to the shortest length (ours):',
               {d: {l: round(v, 2) for l, v in g.items()} for d, g in growth(rows).items()})
+    if what == 'blocks': return
+    # the whole-model tables' configurations
+    names = PHASES[check_choice('phase', str(phase), list(PHASES))] if phase else presets.split(',')
+    tag = f' (phase {phase}, {scale} scale)' if phase else ''
     if what in ('models', 'all'):
-        names = PHASES[check_choice('phase', str(phase), list(PHASES))] if phase else presets.split(',')
-        print(f'\n## Whole-model training step on {model_batch} × one {seconds:g} s fragment'
-              + (f' (phase {phase}, {scale} scale)' if phase else '') + '\n\n'
+        print(f'\n## Whole-model training step on {model_batch} × one {seconds:g} s fragment{tag}\n\n'
               + markdown(bench_models(names, seconds, repeat, dev, backend, batch=model_batch, scale=scale)))
     if what == 'throughput':
-        names = PHASES[check_choice('phase', str(phase), list(PHASES))] if phase else presets.split(',')
         rows = bench_throughput(names, seconds, repeat, dev, backend, scale=scale, limit=max_batch)
         print(f'\n## Frames per second at batch 1 and at the largest batch that fits (≤ {max_batch}), one '
               f'{seconds:g} s fragment\n\n' + markdown(rows))
     if what == 'lengths':
-        names = PHASES[check_choice('phase', str(phase), list(PHASES))] if phase else presets.split(',')
         ref = next((p for p in names if 'transformer' in p), None)
         rows = bench_lengths(names, [int(n) for n in frames.split(',')], repeat, dev, backend, scale=scale)
-        print('\n## Whole-model training step against input length, batch 1' + (f' (phase {phase}, {scale} scale)'
-              if phase else '') + '\n\n' + markdown(length_table(rows, ref)))
+        print(f'\n## Whole-model training step against input length, batch 1{tag}\n\n'
+              + markdown(length_table(rows, ref)))
         if ref: print(f'\nCrossover (shortest length from which each stays faster than {ref}):', crossover(rows, ref))

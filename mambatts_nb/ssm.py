@@ -7,6 +7,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 import importlib.util, math, os
+from functools import partial
 from .config import BACKENDS, check_choice
 
 import numpy as np
@@ -279,8 +280,7 @@ def scan_triton(u, delta, A, B, C, h0=None, parallel=False):
     from .triton_scan import scan_triton as kernel
     return kernel(u, delta, A, B, C, h0, parallel=parallel)
 
-_SCANS = dict(step=scan_step, fused=scan_fused, triton=scan_triton,
-              triton_par=lambda *a, **k: scan_triton(*a, **k, parallel=True))
+_SCANS = dict(step=scan_step, fused=scan_fused, triton=scan_triton, triton_par=partial(scan_triton, parallel=True))
 
 def selective_scan(u, delta, A, B, C, D=None, z=None, delta_bias=None, delta_softplus=False, h0=None, backend='auto'):
     """u, delta, z (b, d, l); A (d, n); B, C (b, n, l); D, delta_bias (d,); h0 (b, d, n).
