@@ -10,7 +10,7 @@ from dataclasses import dataclass
 # %% auto #0
 __all__ = ['ARCHS', 'PLUGIN_ARCHS', 'N_CODEBOOKS', 'CODEBOOK_SIZE', 'KERNEL_PAIRS', 'BACKENDS', 'TEXT_DIRECTIONS',
            'STYLE_DIRECTIONS', 'BIDIR_COMBINES', 'HEADS', 'DATA_PROTOCOLS', 'HELDOUT_SETS', 'DURATION_SOURCES',
-           'DEVICES', 'GRID', 'EMBED_WIDTHS', 'PRESETS', 'STUDY_RESULTS', 'STUDY_PARAMS', 'check_choice',
+           'SCHEDULES', 'DEVICES', 'GRID', 'EMBED_WIDTHS', 'PRESETS', 'STUDY_RESULTS', 'STUDY_PARAMS', 'check_choice',
            'check_positive', 'ModelConfig', 'TrainConfig', 'depth', 'model_config']
 
 # %% ../nbs/00_config.ipynb #14736b54
@@ -26,6 +26,7 @@ HEADS = ('flat', 'hierarchical')
 DATA_PROTOCOLS = ('fragment', 'corpus', 'corpus-multi', 'corpus-large')
 HELDOUT_SETS = ('test', 'validation')   # what corpus-large holds out: its test set, or for a sweep a validation set
 DURATION_SOURCES = ('exact', 'learned')
+SCHEDULES = ('constant', 'cosine')       # the learning rate after warm-up: held, or a cosine decay to 0 at `steps`
 DEVICES = ('auto', 'cpu', 'cuda')
 
 def check_choice(what:str, value, accepted):
@@ -134,11 +135,13 @@ class TrainConfig:
     heldout: int = 20                  # held-out utterances for the corpus protocol
     heldout_set: str = 'test'          # corpus-large: test (its fixed test set) | validation (for choosing settings)
     warmup: int = 0                    # steps of linear learning-rate warm-up from 0
+    schedule: str = 'constant'         # after warm-up: constant | cosine (decays to 0 at `steps`)
     eval_every: int = 50
     ckpt_every: int = 100
     device: str = 'auto'               # auto | cpu | cuda
     amp: bool = True                   # bf16 autocast on CUDA
     dur_weight: float = 1.0            # weight of the duration MSE in the loss
+    cb_decay: float = 1.0              # codebook k's cross-entropy weighs ∝ cb_decay**k (mean weight 1; 1: all equal)
     # fragment/corpus: exact (espeak's) | learned (the aligner's); a folder: always learned
     durations: str = 'exact'
 
@@ -147,10 +150,11 @@ class TrainConfig:
     def validate(self):
         "Check every field; raise `ValueError` naming the bad value and what is accepted."
         for k in ('steps', 'batch_size', 'eval_every', 'ckpt_every'): check_positive(k, getattr(self, k))
-        for k in ('lr', 'grad_clip'): check_positive(k, getattr(self, k), integer=False)
+        for k in ('lr', 'grad_clip', 'cb_decay'): check_positive(k, getattr(self, k), integer=False)
         check_choice('device', self.device, DEVICES)
         check_choice('durations', self.durations, DURATION_SOURCES)
         check_choice('heldout_set', self.heldout_set, HELDOUT_SETS)
+        check_choice('schedule', self.schedule, SCHEDULES)
         if isinstance(self.warmup, bool) or not isinstance(self.warmup, int) or self.warmup < 0:
             raise ValueError(f"warmup must be a non-negative integer (steps), got {self.warmup!r}")
         if not isinstance(self.seed, int): raise ValueError(f"seed must be an integer, got {self.seed!r}")

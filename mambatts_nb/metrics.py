@@ -41,7 +41,7 @@ def duration_accuracy(log_dur, durations, mask, tol: int = 1) -> float:
 
 # %% ../nbs/08_metrics.ipynb #63f3b7fb
 PER_THRESHOLDS = (80, 60, 40, 30, 20, 10)     # held-out phoneme error rate, percent: reached when at or below
-CEILING_MULTIPLES = (2.0, 1.2)                # ... and within these multiples of the codec's own (the ceiling)
+CEILING_MULTIPLES = (2.0, 1.5, 1.2)           # ... and within these multiples of the codec's own (the ceiling)
 
 class Milestones:
     """First step and wall time at which each accuracy / duration-accuracy threshold (percent) is reached, and each
@@ -76,7 +76,8 @@ class Milestones:
     @classmethod
     def from_dict(cls, d):
         m = cls()
-        m.data = {'intelligibility': cls._intelligibility()} | d      # older runs recorded no intelligibility
+        # older runs recorded no intelligibility, or fewer of its milestones: the missing ones read as not reached
+        m.data = d | {'intelligibility': cls._intelligibility() | d.get('intelligibility', {})}
         return m
 
 # %% ../nbs/08_metrics.ipynb #59b25a8a

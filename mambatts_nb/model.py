@@ -10,8 +10,8 @@ from .config import ModelConfig, PRESETS, STUDY_PARAMS, N_CODEBOOKS, CODEBOOK_SI
 from .blocks import make_block
 
 # %% auto #0
-__all__ = ['sinusoids', 'Stack', 'TextEncoder', 'DurationRegulator', 'StyleExtractor', 'AudioProcessor', 'TTSModel', 'loss_fn',
-           'forward_batch', 'param_table', 'print_param_table']
+__all__ = ['sinusoids', 'Stack', 'TextEncoder', 'DurationRegulator', 'StyleExtractor', 'AudioProcessor', 'TTSModel', 'cb_weights',
+           'loss_fn', 'forward_batch', 'param_table', 'print_param_table']
 
 # %% ../nbs/07_model.ipynb #5bc02f72
 def sinusoids(length, dim, device=None):
@@ -193,15 +193,24 @@ class TTSModel(nn.Module):
         return {**split, 'total': sum(split.values())}
 
 # %% ../nbs/07_model.ipynb #20098588
-def loss_fn(logits, log_dur, batch, dur_weight: float = 1.0):
-    """Cross-entropy of each codebook averaged over the real frames, summed over codebooks, + weighted MSE on
-    log(1 + duration). Returns total, token, duration. Padded frames are ignored by target, not gathered out: the logits
-    (b, 8, t, V) are read in their (b, t, 8, V) memory order, with no copy of the batch's largest tensor."""
+def cb_weights(cb_decay: float, n: int = N_CODEBOOKS) -> torch.Tensor:
+    "Codebook k's loss weight ∝ cb_decay**k, scaled to mean 1 (so 1.0 weighs all alike and the loss keeps its scale)."
+    w = torch.tensor([cb_decay ** k for k in range(n)], dtype=torch.float64)
+    return (w * n / w.sum()).float()
+
+def loss_fn(logits, log_dur, batch, dur_weight: float = 1.0, cb_decay: float = 1.0):
+    """Cross-entropy of each codebook averaged over the real frames, summed over codebooks (codebook k weighted by
+    `cb_weights(cb_decay)[k]`), + weighted MSE on log(1 + duration). Returns total, token, duration. Padded frames are
+    ignored by target, not gathered out: the logits (b, 8, t, V) are read in their (b, t, 8, V) memory order, with no
+    copy of the batch's largest tensor."""
     m = batch.frame_mask
     target = batch.codes.transpose(1, 2).masked_fill(~m[..., None], -100)     # (b, t, 8); -100 = ignored
     lg = logits.transpose(1, 2)
-    tok = F.cross_entropy(lg.reshape(-1, lg.shape[-1]).float(), target.reshape(-1), ignore_index=-100,
-                          reduction='sum') / m.sum()
+    flat, tgt = lg.reshape(-1, lg.shape[-1]).float(), target.reshape(-1)
+    if cb_decay == 1: tok = F.cross_entropy(flat, tgt, ignore_index=-100, reduction='sum') / m.sum()
+    else:                                            # per element, then each codebook's column weighted
+        ce = F.cross_entropy(flat, tgt, ignore_index=-100, reduction='none').view(target.shape)
+        tok = (ce * cb_weights(cb_decay).to(ce.device)).sum() / m.sum()
     pm = batch.phoneme_mask
     dur = F.mse_loss(log_dur[pm].float(), torch.log1p(batch.durations[pm].float()))
     return tok + dur_weight * dur, tok, dur

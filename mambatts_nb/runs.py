@@ -11,8 +11,8 @@ from pathlib import Path
 import torch
 from filelock import FileLock, Timeout
 from .config import (ModelConfig, TrainConfig, ARCHS, KERNEL_PAIRS, HEADS, TEXT_DIRECTIONS, STYLE_DIRECTIONS,
-                                BIDIR_COMBINES, DATA_PROTOCOLS, DURATION_SOURCES, DEVICES, HELDOUT_SETS, model_config,
-                                depth)
+                                BIDIR_COMBINES, DATA_PROTOCOLS, DURATION_SOURCES, DEVICES, HELDOUT_SETS, SCHEDULES,
+                                model_config, depth)
 
 # %% auto #0
 __all__ = ['KNOBS', 'KNOB', 'SUMMARY_VERSION', 'SUMMARY_KEYS', 'project_root', 'outputs_dir', 'cache_dir', 'atomic_write',
@@ -111,6 +111,13 @@ KNOBS = (
     Knob('steps', int, _t('steps'), 'training steps (a finished run asked for more steps continues)', 'train'),
     Knob('lr', float, _t('lr'), 'AdamW learning rate', 'train', tag='lr'),
     Knob('warmup', int, _t('warmup'), 'steps of linear learning-rate warm-up from 0', 'train', tag='wu'),
+    Knob('schedule', str, _t('schedule'), 'after warm-up: constant | cosine (decays to 0 at `steps`)', 'train',
+         tag={'cosine': 'cos'}, choices=SCHEDULES),
+    Knob('cb_decay', float, _t('cb_decay'), "codebook k's cross-entropy weighs ∝ cb_decay**k (mean 1; 1: all alike)",
+         'train', tag='cbd'),
+    Knob('dur_weight', float, _t('dur_weight'), 'weight of the duration MSE in the loss', 'train', tag='dw'),
+    Knob('eval_every', int, _t('eval_every'),
+         "steps between held-out evaluations (each also scores 8 held-out sentences' PER)", 'train'),
     Knob('batch_size', int, _t('batch_size'), 'utterances per step (per process under torchrun)', 'train', tag='b'),
     Knob('seed', int, _t('seed'), 'model init and batch sampling', 'train'),
     Knob('data', str, _t('data'), "fragment (one utterance, the study's protocol) | corpus (223 core sentences, 20 "

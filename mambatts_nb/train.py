@@ -4,7 +4,7 @@
 
 # %% ../nbs/09_train.ipynb #e37ee0a8
 from __future__ import annotations
-import csv, json, time
+import csv, json, math, time
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -27,7 +27,7 @@ from .listener import load_listener, listener_key
 from .generate import run_samples, add_samples, samples_stale
 
 # %% auto #0
-__all__ = ['COLUMNS', 'PER_EVAL', 'RESUMABLE', 'param_groups', 'Session', 'setup', 'restore', 'warmup_lr', 'train_steps', 'train',
+__all__ = ['COLUMNS', 'PER_EVAL', 'RESUMABLE', 'param_groups', 'Session', 'setup', 'restore', 'lr_at', 'train_steps', 'train',
            'finish', 'train_cli']
 
 # %% ../nbs/09_train.ipynb #9637ef91
@@ -142,9 +142,13 @@ def _sample(train, batch_size, g, rank: int = 0, world: int = 1):
     idx = torch.randint(len(train), (batch_size * world,), generator=g).tolist()
     return [train[i] for i in idx[rank * batch_size:(rank + 1) * batch_size]]
 
-def warmup_lr(tcfg: TrainConfig, step: int) -> float:
-    "The learning rate of `step` (from 1): rising linearly from 0 to `lr` over `warmup` steps, then constant."
-    return tcfg.lr * min(1.0, step / tcfg.warmup) if tcfg.warmup else tcfg.lr
+def lr_at(tcfg: TrainConfig, step: int) -> float:
+    """The learning rate of `step` (from 1): rising linearly from 0 to `lr` over `warmup` steps, then constant or
+    (`schedule='cosine'`) decaying along a half cosine to 0 at `steps`."""
+    if tcfg.warmup and step < tcfg.warmup: return tcfg.lr * step / tcfg.warmup
+    if tcfg.schedule == 'constant': return tcfg.lr
+    done = (step - tcfg.warmup) / max(1, tcfg.steps - tcfg.warmup)
+    return tcfg.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, done)))
 
 def _step(s: Session, tcfg: TrainConfig, step: int, timer: StepTimer, amp: bool):
     """One optimiser step on this rank's share of a global batch →
@@ -154,7 +158,7 @@ def _step(s: Session, tcfg: TrainConfig, step: int, timer: StepTimer, amp: bool)
     # forward
     with timer('fwd'), torch.autocast(s.device.type, torch.bfloat16, enabled=amp):
         logits, log_dur, _ = forward_batch(s.ddp or s.model, b, teacher=True)
-        loss, tok, dur = loss_fn(logits, log_dur, b, tcfg.dur_weight)
+        loss, tok, dur = loss_fn(logits, log_dur, b, tcfg.dur_weight, tcfg.cb_decay)
         # DDP averages gradients over ranks: weight each rank's means so the average is the global batch's
         if s.world > 1:
             n, p = b.frame_mask.sum().item(), b.phoneme_mask.sum().item()
@@ -170,7 +174,7 @@ def _step(s: Session, tcfg: TrainConfig, step: int, timer: StepTimer, amp: bool)
     # update
     with timer('opt'):
         torch.nn.utils.clip_grad_norm_(s.model.parameters(), tcfg.grad_clip)
-        for g in s.opt.param_groups: g['lr'] = warmup_lr(tcfg, step)
+        for g in s.opt.param_groups: g['lr'] = lr_at(tcfg, step)
         s.opt.step()
     return b, logits, log_dur, tok, dur
 
