@@ -138,6 +138,9 @@ class TrainConfig:
     schedule: str = 'constant'         # after warm-up: constant | cosine (decays to 0 at `steps`)
     eval_every: int = 50
     ckpt_every: int = 100
+    # steps between reading the steps' measures back to the host; on CUDA each read waits for the GPU, so the steps
+    # in between queue without a sync (None: every step on a CPU, where a read costs nothing; every 25 on CUDA)
+    sync_every: int|None = None
     device: str = 'auto'               # auto | cpu | cuda
     amp: bool = True                   # bf16 autocast on CUDA
     dur_weight: float = 1.0            # weight of the duration MSE in the loss
@@ -150,6 +153,7 @@ class TrainConfig:
     def validate(self):
         "Check every field; raise `ValueError` naming the bad value and what is accepted."
         for k in ('steps', 'batch_size', 'eval_every', 'ckpt_every'): check_positive(k, getattr(self, k))
+        if self.sync_every is not None: check_positive('sync_every', self.sync_every)
         for k in ('lr', 'grad_clip', 'cb_decay'): check_positive(k, getattr(self, k), integer=False)
         check_choice('device', self.device, DEVICES)
         check_choice('durations', self.durations, DURATION_SOURCES)

@@ -233,7 +233,11 @@ class Batch:
     codes: torch.Tensor
     frame_mask: torch.Tensor
     speakers: torch.Tensor          # (B,) index into the run's speaker list (0 where the run has none)
-    def to(self, device): return Batch(*(t.to(device) for t in vars(self).values()))
+    def to(self, device):
+        """The batch on `device`. To CUDA from pinned host memory, without blocking: the copies queue on the stream
+        and the host goes on preparing the next step."""
+        if torch.device(device).type != 'cuda': return Batch(*(t.to(device) for t in vars(self).values()))
+        return Batch(*(t.pin_memory().to(device, non_blocking=True) for t in vars(self).values()))
 
 def speaker_ids(utts, speakers: list|None) -> torch.Tensor:
     "(B,) index of each utterance's speaker in `speakers`; zeros when `speakers` is None (a single-speaker run)."

@@ -8,7 +8,7 @@ import os
 import torch, torch.distributed as dist
 
 # %% auto #0
-__all__ = ['resolve_device', 'dist_env', 'dist_start', 'all_sum']
+__all__ = ['resolve_device', 'dist_env', 'dist_start', 'all_sum_tensor', 'all_sum']
 
 # %% ../nbs/08a_distributed.ipynb #a511751a
 def resolve_device(name: str = 'auto') -> torch.device:
@@ -32,9 +32,12 @@ def dist_start(device: torch.device) -> torch.device:
     if not dist.is_initialized(): dist.init_process_group('nccl' if device.type == 'cuda' else 'gloo')
     return device
 
+def all_sum_tensor(t: torch.Tensor) -> torch.Tensor:
+    "`t` summed over the ranks, on its device (`t` itself in a plain process): no host transfer."
+    if dist_env()[1] > 1: dist.all_reduce(t)
+    return t
+
 def all_sum(*xs, device) -> list:
     "Each number summed over the ranks (the numbers themselves in a plain process)."
     if dist_env()[1] == 1: return list(xs)
-    t = torch.tensor(xs, dtype=torch.float64, device=device)
-    dist.all_reduce(t)
-    return t.tolist()
+    return all_sum_tensor(torch.tensor(xs, dtype=torch.float64, device=device)).tolist()

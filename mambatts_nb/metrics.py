@@ -13,31 +13,40 @@ from .codec import log_mel, log_mel_distance
 
 
 # %% auto #0
-__all__ = ['ACC_THRESHOLDS', 'DUR_THRESHOLDS', 'PER_THRESHOLDS', 'CEILING_MULTIPLES', 'token_accuracy', 'duration_accuracy',
-           'Milestones', 'code_counts', 'majority_codes', 'code_baselines', 'StepTimer', 'tensor_peak_mb',
-           'state_tensors', 'git_commit', 'run_record', 'mel_cepstra', 'dtw_path', 'f0_yin', 'audio_measures',
-           'aligned_measures']
+__all__ = ['ACC_THRESHOLDS', 'DUR_THRESHOLDS', 'PER_THRESHOLDS', 'CEILING_MULTIPLES', 'token_rates', 'token_accuracy',
+           'duration_rate', 'duration_accuracy', 'Milestones', 'code_counts', 'majority_codes', 'code_baselines',
+           'StepTimer', 'tensor_peak_mb', 'state_tensors', 'git_commit', 'run_record', 'mel_cepstra', 'dtw_path',
+           'f0_yin', 'audio_measures', 'aligned_measures']
 
 # %% ../nbs/08_metrics.ipynb #a11bb560
 ACC_THRESHOLDS = (5, 10, 20, 30, 40, 50, 60, 70, 80, 85, 90, 95, 97, 98, 99)
 DUR_THRESHOLDS = (10, 20, 30, 40, 50, 60, 70, 80, 90, 95)
 
 @torch.no_grad()
-def token_accuracy(logits, codes, mask) -> dict:
-    "logits (b, 8, t, V), codes (b, 8, t), mask (b, t) → overall accuracy, per codebook, top-10 (fractions)."
+def token_rates(logits, codes, mask) -> tuple:
+    """logits (b, 8, t, V), codes (b, 8, t), mask (b, t) → accuracy (), top-10 accuracy () and accuracy per codebook
+    (8,), as tensors on the logits' device: nothing is read back to the host (no CUDA sync)."""
     m = mask[:, None].expand_as(codes)
     hit = (logits.argmax(-1) == codes) & m
     top10 = (logits.topk(10, -1).indices == codes[..., None]).any(-1) & m
-    n_cb = m.sum((0, 2)).clamp(min=1)
-    return dict(acc=(hit.sum() / m.sum().clamp(min=1)).item(), top10=(top10.sum() / m.sum().clamp(min=1)).item(),
-                acc_cb=(hit.sum((0, 2)) / n_cb).tolist())
+    n = m.sum().clamp(min=1)
+    return hit.sum() / n, top10.sum() / n, hit.sum((0, 2)) / m.sum((0, 2)).clamp(min=1)
+
+def token_accuracy(logits, codes, mask) -> dict:
+    "`token_rates` as numbers: overall accuracy, per codebook, top-10 (fractions)."
+    acc, top10, cb = token_rates(logits, codes, mask)
+    return dict(acc=acc.item(), top10=top10.item(), acc_cb=cb.tolist())
 
 @torch.no_grad()
-def duration_accuracy(log_dur, durations, mask, tol: int = 1) -> float:
-    "Fraction of valid phonemes whose predicted frames round to within `tol` of the true `durations`."
+def duration_rate(log_dur, durations, mask, tol: int = 1) -> torch.Tensor:
+    "Fraction of valid phonemes whose predicted frames round to within `tol` of the true `durations` (a tensor)."
     pred = torch.expm1(log_dur.float()).clamp(min=0).round()
     ok = ((pred - durations).abs() <= tol) & mask
-    return (ok.sum() / mask.sum().clamp(min=1)).item()
+    return ok.sum() / mask.sum().clamp(min=1)
+
+def duration_accuracy(log_dur, durations, mask, tol: int = 1) -> float:
+    "`duration_rate` as a number."
+    return duration_rate(log_dur, durations, mask, tol).item()
 
 # %% ../nbs/08_metrics.ipynb #63f3b7fb
 PER_THRESHOLDS = (80, 60, 40, 30, 20, 10)     # held-out phoneme error rate, percent: reached when at or below
@@ -102,15 +111,32 @@ def code_baselines(train_codes, eval_codes, codebook_size: int = CODEBOOK_SIZE) 
 
 # %% ../nbs/08_metrics.ipynb #cabbd50c
 class StepTimer:
-    "Wall-clock phases of a training step in ms; synchronises CUDA so GPU time is counted where it is spent."
-    def __init__(self, device): self.cuda, self.ms = torch.device(device).type == 'cuda', {}
+    """Phases of a training step in ms, with no host sync: on CUDA a pair of events recorded on the stream (GPU time
+    where it is spent), on a CPU the wall clock. `take()` hands over the marks of the phases timed since the last
+    call; `read(marks)` turns them into ms (on CUDA it waits for the events, so read after the step's results)."""
+    def __init__(self, device): self.cuda, self.marks = torch.device(device).type == 'cuda', {}
     @contextmanager
     def __call__(self, name):
-        if self.cuda: torch.cuda.synchronize()
-        t = time.perf_counter()
-        yield
-        if self.cuda: torch.cuda.synchronize()
-        self.ms[name] = (time.perf_counter() - t) * 1000
+        if self.cuda:
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            yield
+            end.record()
+            self.marks[name] = (start, end)
+        else:
+            t = time.perf_counter()
+            yield
+            self.marks[name] = (time.perf_counter() - t) * 1000
+    def take(self) -> dict:
+        marks, self.marks = self.marks, {}
+        return marks
+    @staticmethod
+    def read(marks: dict) -> dict:
+        def ms(m):
+            if not isinstance(m, tuple): return m
+            m[1].synchronize()
+            return m[0].elapsed_time(m[1])
+        return {k: ms(m) for k, m in marks.items()}
 
 def _storage_bytes(tensors) -> int:
     "Bytes of the distinct storages behind `tensors` (views of one storage counted once)."

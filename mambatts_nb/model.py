@@ -11,7 +11,7 @@ from .blocks import make_block
 
 # %% auto #0
 __all__ = ['sinusoids', 'Stack', 'TextEncoder', 'DurationRegulator', 'StyleExtractor', 'AudioProcessor', 'TTSModel', 'cb_weights',
-           'loss_fn', 'forward_batch', 'param_table', 'print_param_table']
+           'masked_mse', 'loss_fn', 'forward_batch', 'param_table', 'print_param_table']
 
 # %% ../nbs/07_model.ipynb #5bc02f72
 def sinusoids(length, dim, device=None):
@@ -198,6 +198,13 @@ def cb_weights(cb_decay: float, n: int = N_CODEBOOKS) -> torch.Tensor:
     w = torch.tensor([cb_decay ** k for k in range(n)], dtype=torch.float64)
     return (w * n / w.sum()).float()
 
+def masked_mse(x, y, mask, gather: bool|None = None):
+    """Mean squared error of `x` and `y` where `mask`. Gathered on a CPU (the bytes every earlier run was trained with);
+    on CUDA masked instead (`gather=False`), because `x[mask]` reads its size back to the host: a sync in every step."""
+    if mask.is_cuda if gather is None else not gather:
+        return torch.where(mask, (x - y).square(), 0.).sum() / mask.sum()
+    return F.mse_loss(x[mask], y[mask])
+
 def loss_fn(logits, log_dur, batch, dur_weight: float = 1.0, cb_decay: float = 1.0):
     """Cross-entropy of each codebook averaged over the real frames, summed over codebooks (codebook k weighted by
     `cb_weights(cb_decay)[k]`), + weighted MSE on log(1 + duration). Returns total, token, duration. Padded frames are
@@ -211,8 +218,7 @@ def loss_fn(logits, log_dur, batch, dur_weight: float = 1.0, cb_decay: float = 1
     else:                                            # per element, then each codebook's column weighted
         ce = F.cross_entropy(flat, tgt, ignore_index=-100, reduction='none').view(target.shape)
         tok = (ce * cb_weights(cb_decay).to(ce.device)).sum() / m.sum()
-    pm = batch.phoneme_mask
-    dur = F.mse_loss(log_dur[pm].float(), torch.log1p(batch.durations[pm].float()))
+    dur = masked_mse(log_dur.float(), torch.log1p(batch.durations.float()), batch.phoneme_mask)
     return tok + dur_weight * dur, tok, dur
 
 def forward_batch(model, b, teacher: bool = False):

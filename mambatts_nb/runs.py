@@ -118,6 +118,8 @@ KNOBS = (
     Knob('dur_weight', float, _t('dur_weight'), 'weight of the duration MSE in the loss', 'train', tag='dw'),
     Knob('eval_every', int, _t('eval_every'),
          "steps between held-out evaluations (each also scores 8 held-out sentences' PER)", 'train'),
+    Knob('sync_every', int, None, 'steps between reading measures back to the host (default: 1 on a CPU, 25 on '
+         'CUDA, whose queued steps then run with no sync)', 'train'),
     Knob('batch_size', int, _t('batch_size'), 'utterances per step (per process under torchrun)', 'train', tag='b'),
     Knob('seed', int, _t('seed'), 'model init and batch sampling', 'train'),
     Knob('data', str, _t('data'), "fragment (one utterance, the study's protocol) | corpus (223 core sentences, 20 "

@@ -16,10 +16,10 @@ from .runs import (write_csv, write_json, read_json, read_summary, write_summary
                               resolve_knobs, knob_parser, KNOB)
 from .data import collate, run_speakers, TEST_PROMPTS
 from .model import TTSModel, loss_fn, forward_batch
-from .metrics import (token_accuracy, duration_accuracy, Milestones, StepTimer, tensor_peak_mb,
+from .metrics import (token_rates, duration_rate, Milestones, StepTimer, tensor_peak_mb,
                                  state_tensors, code_baselines, run_record)
 from .ssm import resolve_backend
-from .distributed import resolve_device, dist_env, dist_start, all_sum
+from .distributed import resolve_device, dist_env, dist_start, all_sum, all_sum_tensor
 from .protocols import prepare_data
 from .checkpoint import save_checkpoint, load_checkpoint, save_weights
 from .evaluate import evaluate, final_heldout, heldout_audio, intelligibility, free_running_per, codec_per
@@ -49,7 +49,7 @@ PER_EVAL = 8      # held-out utterances the listener scores at each evaluation (
 def _cell(v): return '' if v is None else f'{v:.6g}' if isinstance(v, float) else v    # None: empty; floats: 6 digits
 
 # %% ../nbs/09_train.ipynb #6d66d713
-RESUMABLE = ('steps', 'ckpt_every', 'eval_every')     # may change between a run and its continuation
+RESUMABLE = ('steps', 'ckpt_every', 'eval_every', 'sync_every')     # may change between a run and its continuation
 
 @dataclass
 class Session:
@@ -164,10 +164,7 @@ def _step(s: Session, tcfg: TrainConfig, step: int, timer: StepTimer, amp: bool)
             n, p = b.frame_mask.sum().item(), b.phoneme_mask.sum().item()
             n_all, p_all = all_sum(n, p, device=s.device)
             loss = s.world * (n / n_all * tok + tcfg.dur_weight * p / p_all * dur)
-    if not torch.isfinite(loss):
-        raise FloatingPointError(f'Loss became {loss.item()} at step {step}; stopped. The last good checkpoint '
-                                 '(checkpoint.pt, if any) and metrics.csv are kept: lower lr or check the data.')
-    # backward
+    # backward (a non-finite loss is caught when the step's measures are read back, before any checkpoint)
     with timer('bwd'):
         s.opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -178,66 +175,85 @@ def _step(s: Session, tcfg: TrainConfig, step: int, timer: StepTimer, amp: bool)
         s.opt.step()
     return b, logits, log_dur, tok, dur
 
-def _global_metrics(b, tok, dur, acc, dacc, device):
-    "The step's measures over the global batch: each rank's weighted by its frames (tokens) or phonemes (durations)."
-    n, p = b.frame_mask.sum().item(), b.phoneme_mask.sum().item()
-    v = all_sum(n, p, n * tok, p * dur, n * acc['acc'], n * acc['top10'], *(n * a for a in acc['acc_cb']), p * dacc,
-                device=device)
-    n, p = v[0], v[1]
-    return n, v[2] / n, v[3] / p, dict(acc=v[4] / n, top10=v[5] / n, acc_cb=[x / n for x in v[6:-1]]), v[-1] / p
+def _measures(b, logits, log_dur, tok, dur) -> torch.Tensor:
+    """A step's measures as one float64 vector on its device, read by nobody yet (no host sync): frames, phonemes,
+    token CE, duration MSE, accuracy, top-10, accuracy per codebook (8), duration accuracy."""
+    acc, top10, cb = token_rates(logits, b.codes, b.frame_mask)
+    dacc = duration_rate(log_dur, b.durations, b.phoneme_mask)
+    head = torch.stack([b.frame_mask.sum(), b.phoneme_mask.sum(), tok.detach(), dur.detach(), acc, top10]).double()
+    return torch.cat([head, cb.double(), dacc.double()[None]])
+
+def _global_metrics(measures: list) -> list:
+    """(frames, token CE, duration MSE, accuracies, duration accuracy) of each step's `_measures` over the global
+    batch — each rank's weighted by its frames (tokens) or phonemes (durations) — read back in one transfer."""
+    v = torch.stack(measures)
+    n, p = v[:, :1], v[:, 1:2]
+    v = all_sum_tensor(torch.cat([n, p, n * v[:, 2:3], p * v[:, 3:4], n * v[:, 4:-1], p * v[:, -1:]], 1)).tolist()
+    return [(n, r[2] / n, r[3] / p, dict(acc=r[4] / n, top10=r[5] / n, acc_cb=[x / n for x in r[6:-1]]), r[-1] / p)
+            for r in v for n, p in [r[:2]]]
 
 # %% ../nbs/09_train.ipynb #9ad9212f
-def _row(step, wall, tok, dur, acc, dacc, n, timer, mem, ev, dur_weight) -> dict:
-    "The metrics.csv row of a step (`COLUMNS`; held-out columns only on evaluation steps)."
-    step_ms = sum(timer.ms.values())
+def _row(step, wall, tok, dur, acc, dacc, n, ms, mem, ev, dur_weight) -> dict:
+    "The metrics.csv row of a step (`COLUMNS`; held-out columns only on evaluation steps); `ms`: its phases' times."
+    step_ms = sum(ms.values())
     return dict(step=step, wall_s=wall, loss=tok + dur_weight * dur, token_loss=tok, dur_loss=dur, acc=acc['acc'],
                 top10=acc['top10'], dur_acc=dacc, **{f'acc_cb{k}': a for k, a in enumerate(acc['acc_cb'])},
-                fwd_ms=timer.ms['fwd'], bwd_ms=timer.ms['bwd'], opt_ms=timer.ms['opt'], step_ms=step_ms,
+                fwd_ms=ms['fwd'], bwd_ms=ms['bwd'], opt_ms=ms['opt'], step_ms=step_ms,
                 tokens_per_s=n * N_CODEBOOKS / step_ms * 1000, tensor_peak_mb=mem, **ev)
 
 def train_steps(s: Session, tcfg: TrainConfig, progress: bool = True):
     """Train from `s.step + 1` to `tcfg.steps`, appending to metrics.csv and checkpointing every `ckpt_every` steps.
+    Each step's measures stay on its device until `sync_every` steps have queued (or an evaluation, a checkpoint, a
+    progress line is due): then one transfer reads them all and their rows are written, in step order.
     Under torchrun every rank trains its share of each global batch; rank 0 evaluates and writes the files."""
     ckpt, amp, lead = s.run_dir/'checkpoint.pt', tcfg.amp and s.device.type == 'cuda', s.rank == 0
     timer, t0, first, log_every = StepTimer(s.device), time.perf_counter() - s.wall0, s.step + 1, max(1, tcfg.steps//10)
+    sync_every = tcfg.sync_every or (25 if s.device.type == 'cuda' else 1)
     s.model.train()
     with (s.run_dir/'metrics.csv').open('a', newline='') if lead else nullcontext() as f:
         out = csv.writer(f) if lead else None
         bar = tqdm(range(first, tcfg.steps + 1), initial=s.step, total=tcfg.steps, desc=s.run_dir.name,
                    disable=not (progress and lead))
+        queued = []                                  # (step, wall s, measures, timer marks, peak MB), not read yet
         for step in bar:
             # step (the profiler is slow: it measures memory once per session on a CPU, every step on CUDA)
             one = lambda: _step(s, tcfg, step, timer, amp)
             if step == first or s.device.type == 'cuda':
                 (b, logits, log_dur, tok, dur), mem = tensor_peak_mb(one, s.device, state_tensors(s.model, s.opt))
             else: (b, logits, log_dur, tok, dur), mem = one(), None
-            wall = time.perf_counter() - t0
-            # measure, over the global batch
-            acc = token_accuracy(logits, b.codes, b.frame_mask)
-            dacc = duration_accuracy(log_dur, b.durations, b.phoneme_mask)
-            n, tok, dur, acc, dacc = _global_metrics(b, tok.item(), dur.item(), acc, dacc, s.device)
-            s.milestones.update(step, wall, acc['acc'], dacc)
-            if lead:
-                # evaluate, log
-                due = step % tcfg.eval_every == 0 or step == tcfg.steps
-                ev = evaluate(s.model, s.held, s.vocab, s.device) if s.held and due else {}
+            queued.append((step, time.perf_counter() - t0, _measures(b, logits, log_dur, tok, dur), timer.take(), mem))
+            due = step % tcfg.eval_every == 0 or step == tcfg.steps
+            save = step % tcfg.ckpt_every == 0 or step == tcfg.steps
+            if len(queued) < sync_every and not (due or save or progress and step % log_every == 0): continue
+            # read back, over the global batch, and log each queued step
+            read = _global_metrics([q[2] for q in queued])
+            for (k, wall, _, marks, mem), (n, tok, dur, acc, dacc) in zip(queued, read):
+                if not math.isfinite(tok + tcfg.dur_weight * dur):
+                    raise FloatingPointError(f'Loss became {tok + tcfg.dur_weight * dur} at step {k}; stopped. The '
+                                             'last good checkpoint (checkpoint.pt, if any) and metrics.csv are kept: '
+                                             'lower lr or check the data.')
+                s.milestones.update(k, wall, acc['acc'], dacc)
+                if not lead: continue
+                # evaluate (only the newest step can be due)
+                ev = evaluate(s.model, s.held, s.vocab, s.device) if s.held and due and k == step else {}
                 if ev: s.heldout = ev
                 if ev and s.listener:                   # intelligibility: what the listener hears of held-out texts
                     ev['heldout_per'] = free_running_per(s.model, s.held[:PER_EVAL], s.train_utts, s.vocab, s.codec,
                                                          s.listener, s.device)
-                    s.milestones.update_per(step, wall, ev['heldout_per'], s.per_ceiling)
-                row = _row(step, wall, tok, dur, acc, dacc, n, timer, mem, ev, tcfg.dur_weight)
+                    s.milestones.update_per(k, wall, ev['heldout_per'], s.per_ceiling)
+                row = _row(k, wall, tok, dur, acc, dacc, n, StepTimer.read(marks), mem, ev, tcfg.dur_weight)
                 out.writerow([_cell(row.get(c)) for c in COLUMNS])
-                f.flush()
                 bar.set_postfix(loss=f'{row["loss"]:.3f}', acc=f'{acc["acc"]:.3f}', dur=f'{dacc:.2f}')
-                if progress and (step % log_every == 0 or step == tcfg.steps):
-                    eta = (time.perf_counter() - t0 - s.wall0) / (step - first + 1) * (tcfg.steps - step)
+                if progress and (k % log_every == 0 or k == tcfg.steps):
+                    eta = (time.perf_counter() - t0 - s.wall0) / (k - first + 1) * (tcfg.steps - k)
                     held = f" held-out {ev['heldout_acc']:.3f}" if ev else ''
                     held += f" PER {ev['heldout_per']:.1%}" if 'heldout_per' in ev else ''
-                    print(f'{s.run_dir.name}: step {step}/{tcfg.steps} loss {row["loss"]:.3f} acc {acc["acc"]:.3f}'
+                    print(f'{s.run_dir.name}: step {k}/{tcfg.steps} loss {row["loss"]:.3f} acc {acc["acc"]:.3f}'
                           f'{held} dur {dacc:.2f} ({row["step_ms"]:.0f} ms/step, ETA {eta:.0f} s)', flush=True)
-                # checkpoint
-                if step % tcfg.ckpt_every == 0 or step == tcfg.steps:
+            queued = []
+            if lead:
+                f.flush()
+                if save:                                # checkpoint
                     save_checkpoint(ckpt, s.model, s.opt, s.sampler, step, wall, s.milestones)
                     write_json(s.run_dir/'milestones.json', s.milestones.data)
             s.step = step

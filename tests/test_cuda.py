@@ -121,3 +121,25 @@ def test_cuda_run_trains_and_resumes(tmp_path):
     run = resolve_run_config('tiny', steps=10, device='cuda')
     s10 = train(run.model, run.train, tmp_path/'run', run.preset, progress=False)
     assert s10['steps'] == 10 and read_metrics(tmp_path/'run')['step'] == [float(i) for i in range(1, 11)]
+
+@pytest.mark.parametrize('arch', ['pure', 'mamba2', 'hybrid'])
+def test_a_mamba_training_step_never_waits_for_the_gpu(tmp_path, arch):
+    """Two steps and their measures with CUDA's sync debug mode at 'error': any host synchronisation inside them
+    raises (a `.item()`, a boolean-mask gather, a pageable copy). The transformer is left out: its attention reads
+    `mask.all()` once per layer so that an unpadded batch gets the flash kernel."""
+    from mambatts_nb.train import setup, _step, _measures
+    from mambatts_nb.metrics import StepTimer
+    run = resolve_run_config('tiny', arch=arch, steps=3, batch_size=2, device='cuda')
+    s = setup(run.model, run.train, tmp_path/'run', run.preset, progress=False)
+    timer = StepTimer(s.device)
+    _step(s, run.train, 1, timer, True)                 # Triton compiles, cuBLAS initialises: outside the check
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode('error')
+    try:
+        for step in (2, 3):
+            b, logits, log_dur, tok, dur = _step(s, run.train, step, timer, True)
+            m = _measures(b, logits, log_dur, tok, dur)
+    finally: torch.cuda.set_sync_debug_mode('default')
+    ms = StepTimer.read(timer.take())
+    assert set(ms) == {'fwd', 'bwd', 'opt'} and all(v > 0 for v in ms.values()), ms
+    assert m.shape == (15,) and m[0].item() == b.frame_mask.sum().item() and math.isfinite(m[2].item())

@@ -38,10 +38,13 @@ def test_papermill_default_run_reaches_95_percent(tmp_path, codec, train_noteboo
     samples = json.loads((run/'samples'/'samples.json').read_text())
     assert samples[0]['codec'] == codec.label
     gen = next(s for s in samples if s['name'] == 'reference_generated')
-    # the overfitted fragment, generated with predicted durations, is the codec's own round trip of it (measured: 0
-    # frames, 0 log-mel L1, 1e-8 dB, 0 cents, 0 V/UV); an untrained model is ~1.5 log-mel L1 and ~160 dB away
-    assert gen['duration_error_frames'] < 0.5 and gen['log_mel_l1'] < 0.05 and gen['mcd_db'] < 1, gen
-    assert gen['log_f0_rmse_cents'] is not None and gen['log_f0_rmse_cents'] < 10 and gen['vuv_error'] < 0.02, gen
+    # the overfitted fragment, generated with predicted durations, is the codec's own round trip of it, up to one
+    # phoneme's rounding: measured 0 frames, 0 log-mel L1, 1e-8 dB, 0 cents, 0 V/UV on one 2-core machine; on another
+    # (2026-12-02, same packages, bit-identical at 5943d55 and after) one phoneme one frame long — 0.019 frames per
+    # phoneme, the rest shifted by a frame: 0.28 log-mel L1, 7.2 dB, 7.3 cents, 5.5% V/UV, PER 0. An untrained model
+    # is ~1.5 log-mel L1 and ~160 dB away.
+    assert gen['duration_error_frames'] < 0.05 and gen['per'] == 0 and gen['log_mel_l1'] < 0.5 and gen['mcd_db'] < 15
+    assert gen['log_f0_rmse_cents'] is not None and gen['log_f0_rmse_cents'] < 20 and gen['vuv_error'] < 0.1, gen
     assert json.loads((run/'summary.json').read_text())['samples'] == samples
 
 @pytest.mark.slow
