@@ -20,8 +20,8 @@ from .codec import FRAME_RATE
 # %% auto #0
 __all__ = ['RATIOS', 'PEER_NAMES', 'RSSPeak', 'time_side_by_side', 'torch_layer', 'our_transformer', 'mambapy_block',
            'block_peers', 'ratios', 'bench_blocks', 'block_labels', 'block_header', 'fragment', 'model_steps',
-           'bench_models', 'largest_batch', 'bench_throughput', 'tile', 'bench_lengths', 'crossover', 'length_table',
-           'markdown', 'growth', 'main']
+           'bench_models', 'largest_batch', 'bench_throughput', 'busy_share', 'gpu_busy', 'tile', 'bench_lengths',
+           'crossover', 'length_table', 'markdown', 'growth', 'main']
 
 # %% ../nbs/13_bench.ipynb #00f30b72
 def _sync(device):
@@ -244,7 +244,8 @@ def largest_batch(fits, limit: int = 256) -> int:
 def bench_throughput(presets, seconds: float = 10.0, repeat: int = 3, device='auto', backend: str = 'auto',
                      amp: bool = True, scale: str = 'study', limit: int = 256) -> list:
     """Frames per second of each configuration's training step at batch 1 and at its largest batch (`largest_batch` of
-    copies of one `seconds` fragment, ≤ `limit`): what a GPU does with a real batch, beside the study's batch-1 ms."""
+    copies of one `seconds` fragment, ≤ `limit`): what a GPU does with a real batch, beside the study's batch-1 ms;
+    and on CUDA how busy the GPU is at each (`gpu_busy`)."""
     device = resolve_device(device) if isinstance(device, str) else torch.device(device)
     u, rows = fragment(seconds), []
     def step(p, n): return model_steps([p], collate([u] * n, corpus_vocab()).to(device), device, backend, amp, scale)[p]
@@ -257,8 +258,32 @@ def bench_throughput(presets, seconds: float = 10.0, repeat: int = 3, device='au
         res = time_side_by_side({'1': one[1], 'max': big[1]}, device, repeat)
         rows.append(dict(preset=p, params=one[0], max_batch=n, frames_per_s_b1=1000 * u.n_frames / res['1'][0],
                          frames_per_s_max=1000 * u.n_frames * n / res['max'][0], step_ms_max=res['max'][0],
-                         peak_mb_max=res['max'][1]))
+                         peak_mb_max=res['max'][1], gpu_busy_b1=gpu_busy(one[1], device),
+                         gpu_busy_max=gpu_busy(big[1], device)))
     return rows
+
+# %% ../nbs/13_bench.ipynb #b05y0002
+def busy_share(intervals, wall: float) -> float:
+    "Share of `wall` covered by the union of the (start, end) `intervals` (same unit): how busy a device was."
+    covered, reach = 0.0, float('-inf')
+    for a, b in sorted(intervals):
+        if b > reach: covered, reach = covered + b - max(a, reach), b
+    return covered / wall
+
+def gpu_busy(fn, device, calls: int = 3) -> float|None:
+    """Share of the wall time of `calls` calls of `fn` in which the GPU ran a kernel or a copy (None on a CPU): a
+    launch-bound step is far below 1. Measured under the profiler, whose host overhead counts as idle: a lower bound."""
+    if torch.device(device).type != 'cuda': return None
+    fn()
+    torch.cuda.synchronize()
+    acts = [torch.profiler.ProfilerActivity.CPU, torch.profiler.ProfilerActivity.CUDA]
+    with torch.profiler.profile(activities=acts) as prof:
+        t = time.perf_counter_ns()
+        for _ in range(calls): fn()
+        torch.cuda.synchronize()
+        wall = time.perf_counter_ns() - t
+    gpu = [e for e in prof.profiler.kineto_results.events() if e.device_type() == torch.autograd.DeviceType.CUDA]
+    return busy_share([(e.start_ns(), e.start_ns() + e.duration_ns()) for e in gpu], wall)
 
 # %% ../nbs/13_bench.ipynb #a1e70002
 def tile(u: Utterance, frames: int) -> Utterance:
