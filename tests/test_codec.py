@@ -65,16 +65,23 @@ def test_air_gapped_encodec_dir_errors_name_the_file(tmp_path, monkeypatch):
 @pytest.mark.slow
 def test_shipped_calibration_is_what_mambatts_calibrate_rebuilds(tmp_path):
     """The spectral codec the package ships is what `mambatts calibrate` fits from the embedded corpus, for the key it
-    records. Rebuilt here it is the same bytes; another CPU may round a distance differently and move a k-means
-    assignment, so the check allows 1% of codewords to differ."""
+    records. Rebuilt on the machine that built it, it is the same bytes. Another CPU rounds a distance differently,
+    one k-means assignment moves and the residual levels take another path: on the 2026-12-02 machine 98.7% of level
+    0's codewords were the same, 52% of level 1's, none from level 4 on — yet each level's quantisation error was within
+    0.5% of the shipped codec's. So: the same mean, level 0 nearly the same, every level's error within 2%."""
     from importlib.resources import files
     from safetensors import safe_open
     from mambatts_nb.cli import main
-    from mambatts_nb.codec import SHIPPED_SPECTRAL
+    from mambatts_nb.codec import SHIPPED_SPECTRAL, _rvq
+    from mambatts_nb.data import _calibration_audio
     out = tmp_path/'rebuilt.safetensors'
     main(['calibrate', '--out', str(out)])
     with safe_open(str(files('mambatts_nb')/SHIPPED_SPECTRAL), 'pt') as s, safe_open(str(out), 'pt') as r:
         assert r.metadata() == s.metadata() and default_codec('spectral').key == f"spectral-{s.metadata()['key']}"
         torch.testing.assert_close(r.get_tensor('mean'), s.get_tensor('mean'), atol=1e-5, rtol=0)
-        same = (r.get_tensor('codebooks') - s.get_tensor('codebooks')).abs().amax(-1) < 1e-3   # (8, 1024) codewords
-        assert same.float().mean() >= 0.99, f'{int((~same).sum())} of {same.numel()} codewords differ'
+        shipped, rebuilt, mean = s.get_tensor('codebooks'), r.get_tensor('codebooks'), s.get_tensor('mean')
+    same = (rebuilt - shipped).abs().amax(-1) < 1e-3                                   # (8, 1024) codewords
+    assert same[0].float().mean() >= 0.97, f'{int((~same[0]).sum())} of 1024 level-0 codewords differ'
+    x = torch.cat([SpectralCodec.features(w) for w in _calibration_audio()[:20]]) - mean
+    err = lambda books: torch.stack([(x - _rvq(x, books[:k])[1]).square().mean() for k in range(1, 9)])
+    torch.testing.assert_close(err(rebuilt), err(shipped), rtol=0.02, atol=0)           # each level as good
