@@ -10,8 +10,8 @@ from dataclasses import dataclass
 # %% auto #0
 __all__ = ['ARCHS', 'PLUGIN_ARCHS', 'N_CODEBOOKS', 'CODEBOOK_SIZE', 'KERNEL_PAIRS', 'BACKENDS', 'TEXT_DIRECTIONS',
            'STYLE_DIRECTIONS', 'BIDIR_COMBINES', 'HEADS', 'DATA_PROTOCOLS', 'HELDOUT_SETS', 'DURATION_SOURCES',
-           'SCHEDULES', 'DEVICES', 'GRID', 'EMBED_WIDTHS', 'PRESETS', 'STUDY_RESULTS', 'STUDY_PARAMS', 'check_choice',
-           'check_positive', 'ModelConfig', 'TrainConfig', 'depth', 'model_config']
+           'SCHEDULES', 'CUDA_SYNC_EVERY', 'DEVICES', 'GRID', 'EMBED_WIDTHS', 'PRESETS', 'STUDY_RESULTS',
+           'STUDY_PARAMS', 'check_choice', 'check_positive', 'ModelConfig', 'TrainConfig', 'depth', 'model_config']
 
 # %% ../nbs/00_config.ipynb #14736b54
 ARCHS = ('pure', 'hybrid', 'transformer', 'mamba2')   # the built-in backbones (`blocks` registers one factory each)
@@ -27,6 +27,7 @@ DATA_PROTOCOLS = ('fragment', 'corpus', 'corpus-multi', 'corpus-large')
 HELDOUT_SETS = ('test', 'validation')   # what corpus-large holds out: its test set, or for a sweep a validation set
 DURATION_SOURCES = ('exact', 'learned')
 SCHEDULES = ('constant', 'cosine')       # the learning rate after warm-up: held, or a cosine decay to 0 at `steps`
+CUDA_SYNC_EVERY = 25                     # TrainConfig.sync_every's default on CUDA (on a CPU: every step)
 DEVICES = ('auto', 'cpu', 'cuda')
 
 def check_choice(what:str, value, accepted):
@@ -139,7 +140,7 @@ class TrainConfig:
     eval_every: int = 50
     ckpt_every: int = 100
     # steps between reading the steps' measures back to the host; on CUDA each read waits for the GPU, so the steps
-    # in between queue without a sync (None: every step on a CPU, where a read costs nothing; every 25 on CUDA)
+    # in between queue without a sync (None: every step on a CPU, where a read costs nothing; CUDA_SYNC_EVERY on CUDA)
     sync_every: int|None = None
     device: str = 'auto'               # auto | cpu | cuda
     amp: bool = True                   # bf16 autocast on CUDA

@@ -201,9 +201,9 @@ def cb_weights(cb_decay: float, n: int = N_CODEBOOKS) -> torch.Tensor:
 def masked_mse(x, y, mask, gather: bool|None = None):
     """Mean squared error of `x` and `y` where `mask`. Gathered on a CPU (the bytes every earlier run was trained with);
     on CUDA masked instead (`gather=False`), because `x[mask]` reads its size back to the host: a sync in every step."""
-    if mask.is_cuda if gather is None else not gather:
-        return torch.where(mask, (x - y).square(), 0.).sum() / mask.sum()
-    return F.mse_loss(x[mask], y[mask])
+    if gather is None: gather = not mask.is_cuda
+    if gather: return F.mse_loss(x[mask], y[mask])
+    return torch.where(mask, (x - y).square(), 0.).sum() / mask.sum()
 
 def loss_fn(logits, log_dur, batch, dur_weight: float = 1.0, cb_decay: float = 1.0):
     """Cross-entropy of each codebook averaged over the real frames, summed over codebooks (codebook k weighted by

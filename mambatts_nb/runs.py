@@ -12,7 +12,7 @@ import torch
 from filelock import FileLock, Timeout
 from .config import (ModelConfig, TrainConfig, ARCHS, KERNEL_PAIRS, HEADS, TEXT_DIRECTIONS, STYLE_DIRECTIONS,
                                 BIDIR_COMBINES, DATA_PROTOCOLS, DURATION_SOURCES, DEVICES, HELDOUT_SETS, SCHEDULES,
-                                model_config, depth)
+                                CUDA_SYNC_EVERY, model_config, depth)
 
 # %% auto #0
 __all__ = ['KNOBS', 'KNOB', 'SUMMARY_VERSION', 'SUMMARY_KEYS', 'project_root', 'outputs_dir', 'cache_dir', 'atomic_write',
@@ -118,8 +118,8 @@ KNOBS = (
     Knob('dur_weight', float, _t('dur_weight'), 'weight of the duration MSE in the loss', 'train', tag='dw'),
     Knob('eval_every', int, _t('eval_every'),
          "steps between held-out evaluations (each also scores 8 held-out sentences' PER)", 'train'),
-    Knob('sync_every', int, None, 'steps between reading measures back to the host (default: 1 on a CPU, 25 on '
-         'CUDA, whose queued steps then run with no sync)', 'train'),
+    Knob('sync_every', int, None, f'steps between reading measures back to the host (default: 1 on a CPU, '
+         f'{CUDA_SYNC_EVERY} on CUDA, whose queued steps then run with no sync)', 'train'),
     Knob('batch_size', int, _t('batch_size'), 'utterances per step (per process under torchrun)', 'train', tag='b'),
     Knob('seed', int, _t('seed'), 'model init and batch sampling', 'train'),
     Knob('data', str, _t('data'), "fragment (one utterance, the study's protocol) | corpus (223 core sentences, 20 "

@@ -11,7 +11,7 @@ from pathlib import Path
 import torch, torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
-from .config import ModelConfig, TrainConfig, N_CODEBOOKS
+from .config import ModelConfig, TrainConfig, N_CODEBOOKS, CUDA_SYNC_EVERY
 from .runs import (write_csv, write_json, read_json, read_summary, write_summary, is_finished, run_lock,
                               resolve_knobs, knob_parser, KNOB)
 from .data import collate, run_speakers, TEST_PROMPTS
@@ -208,7 +208,7 @@ def train_steps(s: Session, tcfg: TrainConfig, progress: bool = True):
     Under torchrun every rank trains its share of each global batch; rank 0 evaluates and writes the files."""
     ckpt, amp, lead = s.run_dir/'checkpoint.pt', tcfg.amp and s.device.type == 'cuda', s.rank == 0
     timer, t0, first, log_every = StepTimer(s.device), time.perf_counter() - s.wall0, s.step + 1, max(1, tcfg.steps//10)
-    sync_every = tcfg.sync_every or (25 if s.device.type == 'cuda' else 1)
+    sync_every = tcfg.sync_every or (CUDA_SYNC_EVERY if s.device.type == 'cuda' else 1)
     s.model.train()
     with (s.run_dir/'metrics.csv').open('a', newline='') if lead else nullcontext() as f:
         out = csv.writer(f) if lead else None
