@@ -18,9 +18,9 @@ from .runs import cache_dir, atomic_save, atomic_write, read_json, write_json
 # %% auto #0
 __all__ = ['SAMPLE_RATE', 'FRAME_RATE', 'HOP', 'BANDWIDTH', 'PRETRAINED_LABEL', 'SPECTRAL_LABEL', 'UNTRAINED_LABEL',
            'CODEC_MODES', 'ENCODEC_CHECKPOINT', 'MEL', 'SHIPPED_SPECTRAL', 'ENCODEC_UNAVAILABLE', 'codec_warning',
-           'log_mel', 'log_mel_distance', 'kmeans', 'Codec', 'SpectralCodec', 'refine', 'calibrate_spectral',
-           'calibrate', 'pretrained_encodec', 'encodec_failure', 'state_key', 'shipped_spectral', 'write_spectral',
-           'load_codec']
+           'log_mel', 'log_mel_distance', 'codeword_sum', 'kmeans', 'Codec', 'SpectralCodec', 'refine',
+           'calibrate_spectral', 'calibrate', 'pretrained_encodec', 'encodec_failure', 'state_key', 'shipped_spectral',
+           'write_spectral', 'load_codec']
 
 # %% ../nbs/03_codec.ipynb #9d070de2
 SAMPLE_RATE, FRAME_RATE, HOP = 24_000, 75, 320
@@ -45,6 +45,11 @@ def _check_wav(wav):
     if wav.ndim != 1: raise ValueError(f'encode expects mono audio of shape (samples,), got {tuple(wav.shape)}')
 
 def _check_codes(codes):
+    if codes.is_floating_point():                               # a distribution over each code: `codeword_sum`
+        if codes.ndim != 3 or (codes.shape[0], codes.shape[2]) != (N_CODEBOOKS, CODEBOOK_SIZE):
+            raise ValueError(f'decode expects code probabilities of shape ({N_CODEBOOKS}, frames, {CODEBOOK_SIZE}), '
+                             f'got {tuple(codes.shape)}')
+        return
     if codes.ndim != 2 or codes.shape[0] != N_CODEBOOKS:
         raise ValueError(f'decode expects codes of shape ({N_CODEBOOKS}, frames), got {tuple(codes.shape)}')
     if codes.numel() and (codes.min() < 0 or codes.max() >= CODEBOOK_SIZE):
@@ -62,6 +67,13 @@ def log_mel_distance(a: torch.Tensor, b: torch.Tensor) -> float:
     x, y = log_mel(a), log_mel(b)
     n = min(x.shape[1], y.shape[1])
     return (x[:, :n] - y[:, :n]).abs().mean().item()
+
+# %% ../nbs/03_codec.ipynb #pmean-fn
+def codeword_sum(codes, codebooks) -> torch.Tensor:
+    """The sum over levels of the codewords (T, D) that codes (L, T) pick from codebooks (L × (K, D)); for code
+    probabilities (L, T, K), of each level's expected codeword (the posterior mean of what they stand for)."""
+    if codes.is_floating_point(): return sum(p.to(c.dtype) @ c for c, p in zip(codebooks, codes))
+    return sum(c[k] for c, k in zip(codebooks, codes.long()))
 
 # %% ../nbs/03_codec.ipynb #af723bbc
 def kmeans(x: torch.Tensor, k: int, iters: int = 10, seed: int = 0):
@@ -109,9 +121,12 @@ class Codec:
 
     @torch.no_grad()
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
-        "Mono 24 kHz audio (T * 320,) from codes (8, T)."
+        """Mono 24 kHz audio (T * 320,) from codes (8, T), or from code probabilities (8, T, 1024) through each level's
+        expected embedding (`codeword_sum`; the 24 kHz model's levels project nothing: codebook_dim = dim)."""
         _check_codes(codes)
-        emb = self.model.quantizer.decode(codes.long()[:, None])                     # (1, 128, T)
+        if codes.is_floating_point():
+            emb = codeword_sum(codes, [q._codebook.embed for q in self.model.quantizer.vq.layers]).T[None]
+        else: emb = self.model.quantizer.decode(codes.long()[:, None])                # (1, 128, T)
         return self.model.decoder(emb)[0, 0]
 
     def decode_chunk(self, codes: torch.Tensor) -> torch.Tensor:
@@ -160,9 +175,10 @@ class SpectralCodec:
         return self.griffin_lim(self.frames(codes))
 
     def frames(self, codes: torch.Tensor) -> torch.Tensor:
-        "The log10 mel frames (T, M) codes (8, T) stand for: the sum of their codewords plus the mean."
+        """The log10 mel frames (T, M) codes (8, T) stand for: the sum of their codewords plus the mean (for code
+        probabilities (8, T, 1024), of their expected codewords: `codeword_sum`)."""
         _check_codes(codes)
-        return sum(c[k] for c, k in zip(self.codebooks, codes.long())) + self.mean
+        return codeword_sum(codes, self.codebooks) + self.mean
 
     @torch.no_grad()
     def griffin_lim(self, f: torch.Tensor) -> torch.Tensor:

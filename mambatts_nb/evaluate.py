@@ -151,17 +151,18 @@ def _speaker_id(model, name: str, device):
     "The speaker id tensor (1,) of `name` for a model with speakers, else None."
     return torch.tensor([model.cfg.speakers.index(name)], device=device) if model.cfg.speakers else None
 
-def _generate(model, phonemes, vocab, ref, speaker, device) -> tuple:
-    "Codes (codebooks, t) and frames per phoneme (p,) the model makes of `phonemes` (own durations, `ref`'s style)."
+def _generate(model, phonemes, vocab, ref, speaker, device, mean: bool = False) -> tuple:
+    """Codes (codebooks, t) and frames per phoneme (p,) the model makes of `phonemes` (own durations, `ref`'s style);
+    with `mean`, the codes' probabilities (codebooks, t, V), which the codec decodes to their posterior mean."""
     ids = torch.tensor([vocab.encode(phonemes)], device=device)
     rc = ref.codes[None].to(device)
     rm = torch.ones(1, ref.n_frames, dtype=torch.bool, device=device)
-    codes, dur, fm = model.generate(ids, ids != 0, rc, rm, 1.0, _speaker_id(model, speaker, device))
+    codes, dur, fm = model.generate(ids, ids != 0, rc, rm, 1.0, _speaker_id(model, speaker, device), probs=mean)
     return codes[0, :, :int(fm.sum())].cpu(), dur[0].cpu()
 
-def _free_running(model, phonemes, vocab, ref, speaker, device) -> torch.Tensor:
-    "Codes (codebooks, t) the model generates for `phonemes` with its own durations, in `ref`'s style."
-    return _generate(model, phonemes, vocab, ref, speaker, device)[0]
+def _free_running(model, phonemes, vocab, ref, speaker, device, mean: bool = False) -> torch.Tensor:
+    "Codes (codebooks, t) the model generates for `phonemes` with its own durations, in `ref`'s style (or `mean`)."
+    return _generate(model, phonemes, vocab, ref, speaker, device, mean)[0]
 
 @torch.no_grad()
 def free_running_per(model, utts, train, vocab, codec, listener, device) -> float:
@@ -181,16 +182,19 @@ def codec_per(utts, codec, listener) -> float:
 def intelligibility(model, utts, train, vocab, codec, listener, device, prompts=()) -> dict:
     """How intelligible the model's speech is: the listener's phoneme error rate (`listener.per`) against each text's
     phonemes. On the held-out `utts`: `heldout_per` free-running (the model's own durations: what a user hears),
-    `heldout_per_timed` given the true durations, `codec_per` the codec's round trip of the true speech (the ceiling a
-    perfect model reaches), `heldout_per_by_speaker` with several speakers. On `prompts` (unseen texts, any protocol):
+    `heldout_per_timed` given the true durations, `heldout_per_mean` free-running decoded to the posterior mean of the
+    model's distributions (`codeword_sum`) instead of their argmax, `codec_per` the codec's round trip of the true
+    speech (the ceiling a perfect model reaches), `heldout_per_by_speaker` with several speakers. On `prompts` (unseen
+    texts, any protocol):
     `prompts_per` free-running beside `prompts_codec_per`, the round trip of espeak's speech of them."""
     was = model.training
     model.eval()
     heard = lambda codes: listener.transcribe(codes_frames(codec, codes))
-    free, timed, ceil, by = [], [], [], {}
+    free, timed, mean, ceil, by = [], [], [], [], {}
     for u in utts:
-        ref = heard_phonemes(u.phonemes)
-        free.append((ref, heard(_free_running(model, u.phonemes, vocab, _style_ref(u, train), u.speaker, device))))
+        ref, style = heard_phonemes(u.phonemes), _style_ref(u, train)
+        free.append((ref, heard(_free_running(model, u.phonemes, vocab, style, u.speaker, device))))
+        mean.append((ref, heard(_free_running(model, u.phonemes, vocab, style, u.speaker, device, mean=True))))
         batch = collate([u], vocab, model.cfg.speakers).to(device)
         timed.append((ref, heard(forward_batch(model, batch)[0][0].argmax(-1).cpu())))
         ceil.append((ref, heard(u.codes)))
@@ -203,7 +207,7 @@ def intelligibility(model, utts, train, vocab, codec, listener, device, prompts=
         p_ceil.append((ph, heard(codec.encode(to_24k(sp.audio, sp.sample_rate)))))
     model.train(was)
     return dict(heldout_per=per(free) if utts else None, heldout_per_timed=per(timed) if utts else None,
-                codec_per=per(ceil) if utts else None,
+                heldout_per_mean=per(mean) if utts else None, codec_per=per(ceil) if utts else None,
                 heldout_per_by_speaker={k: per(v) for k, v in by.items()} if len(by) > 1 else None,
                 prompts_per=per(p_free) if prompts else None, prompts_codec_per=per(p_ceil) if prompts else None)
 
@@ -238,20 +242,23 @@ def _wav(codec, codes=None, frames=None):
 def closeness(model, utts, train, vocab, codec, device, n: int = CLOSENESS_EVAL, tables=None, listener=None) -> dict:
     """How close the model's free-running speech of the first `n` of `utts` is to their true speech through the codec:
     mean MCD-DTW (dB), log-F0 RMSE (cents; utterances with frames voiced in both), V/UV error, and duration error per
-    phoneme (ms, |predicted − true| over all phonemes); `baseline_*` the same for `phoneme_baseline` (`tables`, else
+    phoneme (ms, |predicted − true| over all phonemes); `mean_*` the same decoded to the posterior mean of the model's
+    code distributions (`heldout_per_mean`'s decoding); `baseline_*` the same for `phoneme_baseline` (`tables`, else
     computed from `train`), and with a `listener` the baseline's PER (`baseline_per`: how intelligible knowing only
     each phoneme's mean sound is). 0: indistinguishable from the truth by these measures."""
     was, tables = model.training, tables or phoneme_baseline(train, codec)
     heard = []
     model.eval()
     keys = ('mcd_db', 'log_f0_rmse_cents', 'vuv_error')
-    got = {k: [] for k in (*keys, *(f'baseline_{k}' for k in keys))}
+    got = {k: [] for k in (*keys, *(f'{p}_{k}' for p in ('mean', 'baseline') for k in keys))}
     dur = dict(model=[], baseline=[])
     for u in utts[:n]:
         codes, d = _generate(model, u.phonemes, vocab, _style_ref(u, train), u.speaker, device)
         truth, base = codes_frames(codec, u.codes), baseline_frames(tables, u.phonemes, u.durations.tolist())
         true_wav = _wav(codec, u.codes)
+        probs = _free_running(model, u.phonemes, vocab, _style_ref(u, train), u.speaker, device, mean=True)
         for name, frames, wav in (('', codes_frames(codec, codes), _wav(codec, codes)),
+                                  ('mean_', codes_frames(codec, probs), _wav(codec, probs)),
                                   ('baseline_', base, _wav(codec, frames=base))):
             m = aligned_measures(frames.T, truth.T, wav, true_wav)
             for k in keys:

@@ -29,17 +29,18 @@ def _speaker(model, speaker, ref: Utterance, dev):
     sp = model.speaker_id(speaker or None)
     return None if sp is None else sp.to(dev)
 
-def synthesise(model, vocab, texts, ref: Utterance, speed: float = 1.0, speaker: str|None = None) -> list:
-    """For each text: phonemes, predicted durations (P,), codes (8, T) and the speaker spoken as. Style from `ref`'s
-    codes; for a model with speakers the voice of `speaker` (default: `ref`'s speaker if the model knows it, else its
-    first)."""
+def synthesise(model, vocab, texts, ref: Utterance, speed: float = 1.0, speaker: str|None = None,
+               mean: bool = False) -> list:
+    """For each text: phonemes, predicted durations (P,), codes (8, T) (with `mean`, their probabilities (8, T, V): the
+    codec decodes their posterior mean) and the speaker spoken as. Style from `ref`'s codes; for a model with speakers
+    the voice of `speaker` (default: `ref`'s speaker if the model knows it, else its first)."""
     dev = next(model.parameters()).device
     sp, out = _speaker(model, speaker, ref, dev), []
     for text in ([texts] if isinstance(texts, str) else texts):
         ph = phonemize(text)
         ids = torch.tensor([vocab.encode(ph, strict=True)], device=dev)
         codes, dur, fm = model.generate(ids, ids != 0, ref.codes[None].to(dev),
-                                        torch.ones(1, ref.n_frames, dtype=torch.bool, device=dev), speed, sp)
+                                        torch.ones(1, ref.n_frames, dtype=torch.bool, device=dev), speed, sp, mean)
         out.append(dict(text=text, phonemes=ph, durations=dur[0].cpu(), codes=codes[0, :, :int(fm.sum())].cpu(),
                         speaker=None if sp is None else model.cfg.speakers[int(sp)]))
     return out
@@ -104,11 +105,12 @@ def add_samples(run_dir, speaker: str|None = None) -> dict:
 # %% ../nbs/10_generate.ipynb #05cfa931
 @torch.no_grad()
 def stream_audio(model, vocab, codec, text: str, ref: Utterance, speed: float = 1.0, chunk: int = 50,
-                 speaker: str|None = None):
-    "Yield (codes (8, t), audio (t·320,)) chunk by chunk for `text` (voice as in `synthesise`)."
+                 speaker: str|None = None, mean: bool = False):
+    "Yield (codes (8, t), audio (t·320,)) chunk by chunk for `text` (voice and `mean` as in `synthesise`)."
     dev = next(model.parameters()).device
     ids = torch.tensor([vocab.encode(phonemize(text), strict=True)], device=dev)
-    for codes in model.generate_stream(ids, ref.codes[None].to(dev), speed, chunk, _speaker(model, speaker, ref, dev)):
+    sp = _speaker(model, speaker, ref, dev)
+    for codes in model.generate_stream(ids, ref.codes[None].to(dev), speed, chunk, sp, mean):
         yield codes[0].cpu(), codec.decode_chunk(codes[0].cpu())
 
 def measure_streaming(model, vocab, codec, text: str, ref: Utterance, chunk: int = 50) -> dict:
@@ -146,17 +148,19 @@ def speaker_f0(run_dir, n: int = 8) -> list:
 
 # %% ../nbs/10_generate.ipynb #5fd02caf
 def synthesise_to_wav(run, text: str, out=None, speed: float = 1.0, chunk: int = 0, ref: int = 0,
-                      speaker: str|None = None):
+                      speaker: str|None = None, mean: bool = False):
     """Speak `text` with the run in `run` (style of corpus utterance `ref`, voice of `speaker` for a multi-speaker run;
-    streamed when `chunk` > 0) into a 24 kHz WAV. Returns the path and the codec."""
+    streamed when `chunk` > 0; the posterior mean of its code distributions with `mean`) into a 24 kHz WAV. Returns the
+    path and the codec."""
     model, vocab, config = load_run(run)
     codec, reference = default_codec(), load_corpus([ref], progress=False)[0]
     if config['codec_key'] != codec.key:
         print(f"warning: run trained with codec {config['codec_key']}, decoding with {codec.key}")
     if chunk:
-        audio = torch.cat([a for _, a in stream_audio(model, vocab, codec, text, reference, speed, chunk, speaker)])
+        audio = torch.cat([a for _, a in stream_audio(model, vocab, codec, text, reference, speed, chunk, speaker,
+                                                      mean)])
     else:
-        audio = codec.decode(synthesise(model, vocab, text, reference, speed, speaker)[0]['codes'])
+        audio = codec.decode(synthesise(model, vocab, text, reference, speed, speaker, mean)[0]['codes'])
     out = Path(out or Path(run)/'samples'/'generated.wav')
     out.parent.mkdir(parents=True, exist_ok=True)
     sf.write(out, audio.clamp(-1, 1).numpy(), SAMPLE_RATE)
@@ -170,9 +174,10 @@ def generate_cli(text: str,                 # Polish text to speak
                  speed: float = 1.0,        # >1 speaks faster
                  chunk: int = 0,            # frames per streamed chunk; 0 = one pass
                  ref: int = 0,              # corpus utterance giving the style
-                 speaker: str = None):      # a multi-speaker run's speaker (see its config.json model.speakers)
+                 speaker: str = None,       # a multi-speaker run's speaker (see its config.json model.speakers)
+                 mean: bool = False):       # decode the posterior mean of the model's code distributions, not argmax
     "Synthesise `text` with a trained run and write a 24 kHz WAV."
     if not run: raise ValueError('--run is required: a run directory such as outputs/train/tiny-fragment-s0')
-    out, codec = synthesise_to_wav(run, text, out, speed, chunk, ref, speaker)
+    out, codec = synthesise_to_wav(run, text, out, speed, chunk, ref, speaker, mean)
     print(f'{out} ({sf.info(out).duration:.2f} s) — {codec.label}')
     return out

@@ -166,18 +166,23 @@ class TTSModel(nn.Module):
         return self.head_logits(x, codes), log_dur, fmask
 
     @torch.no_grad()
-    def generate(self, phonemes, phoneme_mask, ref_codes, ref_mask, speed: float = 1.0, speakers=None):
-        "Predicted durations → codes (b, 8, t), durations (b, p), frame_mask (b, t)."
+    def generate(self, phonemes, phoneme_mask, ref_codes, ref_mask, speed: float = 1.0, speakers=None,
+                 probs: bool = False):
+        """Predicted durations → codes (b, 8, t) (with `probs`, their probabilities (b, 8, t, V), for the codec's
+        posterior-mean decoding), durations (b, p), frame_mask (b, t)."""
         h = self.encode_text(phonemes, phoneme_mask, speakers)
         dur = self.duration.frames(self.duration(h, phoneme_mask), phoneme_mask, speed)
         frames, fmask = self.duration.regulate(h, dur)
-        x = self.audio(frames, self.style(ref_codes, ref_mask), fmask)
-        return self.head_logits(x).argmax(-1) * fmask[:, None], dur, fmask
+        logits = self.head_logits(self.audio(frames, self.style(ref_codes, ref_mask), fmask))
+        if probs: return logits.float().softmax(-1) * fmask[:, None, :, None], dur, fmask
+        return logits.argmax(-1) * fmask[:, None], dur, fmask
 
     @torch.no_grad()
-    def generate_stream(self, phonemes, ref_codes, speed: float = 1.0, chunk: int = 50, speakers=None):
-        """Streaming synthesis of one unpadded utterance: yields codes (1, 8, ≤chunk) chunk by chunk, the audio
-        processor carrying its SSM and conv states; the chunks join to exactly `generate`'s codes."""
+    def generate_stream(self, phonemes, ref_codes, speed: float = 1.0, chunk: int = 50, speakers=None,
+                        probs: bool = False):
+        """Streaming synthesis of one unpadded utterance: yields codes (1, 8, ≤chunk) (with `probs`, their
+        probabilities (1, 8, ≤chunk, V)) chunk by chunk, the audio processor carrying its SSM and conv states; the
+        chunks join to exactly `generate`'s codes."""
         pm, rm = (torch.ones_like(phonemes, dtype=torch.bool),
                   torch.ones(ref_codes.shape[0], ref_codes.shape[-1], dtype=torch.bool, device=ref_codes.device))
         h = self.encode_text(phonemes, pm, speakers)
@@ -185,7 +190,8 @@ class TTSModel(nn.Module):
         x, states = frames + self.style(ref_codes, rm)[:, None], None
         for t in range(0, x.shape[1], chunk):
             y, states = self.audio.stack.chunk(x[:, t:t+chunk], states)
-            yield self.head_logits(y).argmax(-1)
+            logits = self.head_logits(y)
+            yield logits.float().softmax(-1) if probs else logits.argmax(-1)
 
     def param_split(self) -> dict:
         "Parameter count per component and in total."

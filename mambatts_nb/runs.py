@@ -234,6 +234,7 @@ SUMMARY_KEYS = {        # summary.json: each key and what it holds (accuracies a
     'heldout_audio': 'held-out audio measures (evaluate.heldout_audio)',
     'heldout_per': "the listener's phoneme error rate of the held-out texts spoken free-running (own durations)",
     'heldout_per_timed': '… spoken with the true durations',
+    'heldout_per_mean': '… free-running, decoded to the posterior mean of its code distributions, not their argmax',
     'codec_per': "… of the codec's round trip of the true held-out speech: the ceiling",
     'heldout_per_by_speaker': '{speaker: free-running PER} with several speakers',
     'prompts_per': "PER of the study's three test prompts (unseen texts, any protocol), free-running",
