@@ -19,9 +19,11 @@ __all__ = ['CKPT_FORMAT', 'save_checkpoint', 'load_checkpoint', 'save_weights', 
 # %% ../nbs/08b_checkpoint.ipynb #ddd1fb35
 CKPT_FORMAT = 'mambatts_nb-checkpoint-1'
 
-def save_checkpoint(path, model, opt, sampler, step, wall_s, milestones):
-    "Everything needed to continue exactly: weights, optimiser, RNGs, step, wall time, milestones."
+def save_checkpoint(path, model, opt, sampler, step, wall_s, milestones, ema=None):
+    """Everything needed to continue exactly: weights (and `ema`, their moving average), optimiser, RNGs, step, wall
+    time, milestones."""
     atomic_save(dict(format=CKPT_FORMAT, model=model.state_dict(), opt=opt.state_dict(), step=step, wall_s=wall_s,
+                     ema=None if ema is None else ema.state_dict(),
                      rng=torch.get_rng_state(), sampler=sampler.get_state(), milestones=json.dumps(milestones.data),
                      cuda_rng=torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []), path)
 

@@ -146,6 +146,9 @@ class TrainConfig:
     amp: bool = True                   # bf16 autocast on CUDA
     dur_weight: float = 1.0            # weight of the duration MSE in the loss
     cb_decay: float = 1.0              # codebook k's cross-entropy weighs ∝ cb_decay**k (mean weight 1; 1: all equal)
+    # decay of an exponential moving average of the weights, which evaluation, samples and model.safetensors use
+    # (0: off, the raw weights); it starts as a plain mean, so early weights fade: decay at step t is min(ema, 1 - 1/t)
+    ema: float = 0.0
     # fragment/corpus: exact (espeak's) | learned (the aligner's); a folder: always learned
     durations: str = 'exact'
 
@@ -160,6 +163,8 @@ class TrainConfig:
         check_choice('durations', self.durations, DURATION_SOURCES)
         check_choice('heldout_set', self.heldout_set, HELDOUT_SETS)
         check_choice('schedule', self.schedule, SCHEDULES)
+        if isinstance(self.ema, bool) or not isinstance(self.ema, (int, float)) or not 0 <= self.ema < 1:
+            raise ValueError(f"ema must be a number in [0, 1) (0: off; e.g. 0.995), got {self.ema!r}")
         if isinstance(self.warmup, bool) or not isinstance(self.warmup, int) or self.warmup < 0:
             raise ValueError(f"warmup must be a non-negative integer (steps), got {self.warmup!r}")
         if not isinstance(self.seed, int): raise ValueError(f"seed must be an integer, got {self.seed!r}")

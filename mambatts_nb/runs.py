@@ -115,6 +115,8 @@ KNOBS = (
          tag={'cosine': 'cos'}, choices=SCHEDULES),
     Knob('cb_decay', float, _t('cb_decay'), "codebook k's cross-entropy weighs ∝ cb_decay**k (mean 1; 1: all alike)",
          'train', tag='cbd'),
+    Knob('ema', float, _t('ema'), "weights' moving-average decay that evaluation and the saved model use (0: off; "
+         'e.g. 0.995)', 'train', tag='ema'),
     Knob('dur_weight', float, _t('dur_weight'), 'weight of the duration MSE in the loss', 'train', tag='dw'),
     Knob('eval_every', int, _t('eval_every'),
          "steps between held-out evaluations (each also scores 8 held-out sentences' PER)", 'train'),

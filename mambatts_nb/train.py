@@ -4,7 +4,7 @@
 
 # %% ../nbs/09_train.ipynb #e37ee0a8
 from __future__ import annotations
-import csv, json, math, time
+import copy, csv, json, math, time
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -27,8 +27,8 @@ from .listener import load_listener, listener_key
 from .generate import run_samples, add_samples, samples_stale
 
 # %% auto #0
-__all__ = ['COLUMNS', 'PER_EVAL', 'RESUMABLE', 'param_groups', 'Session', 'setup', 'restore', 'lr_at', 'train_steps', 'train',
-           'finish', 'train_cli']
+__all__ = ['COLUMNS', 'PER_EVAL', 'RESUMABLE', 'param_groups', 'Session', 'setup', 'restore', 'lr_at', 'ema_decay', 'ema_update',
+           'train_steps', 'train', 'finish', 'train_cli']
 
 # %% ../nbs/09_train.ipynb #9637ef91
 def param_groups(model, weight_decay: float) -> list:
@@ -73,6 +73,12 @@ class Session:
     ddp: object = None                 # the DistributedDataParallel wrapper that trains `model` when world > 1
     listener: object = None            # with held-out data: scores the model's speech at each evaluation
     per_ceiling: float = None          # the codec's PER on the held-out utterances the listener scores
+    ema: TTSModel = None               # the weights' moving average (`TrainConfig.ema` > 0), updated after each step
+
+    @property
+    def evaluated(self) -> TTSModel:
+        "The weights evaluated, sampled and saved: the moving average when the run keeps one, else the trained ones."
+        return self.model if self.ema is None else self.ema
 
 def _check_same_run(run_dir, mcfg, tcfg, world: int = 1):
     "Refuse to resume or skip a run directory holding another configuration, or trained by another process count."
@@ -110,11 +116,12 @@ def setup(mcfg: ModelConfig, tcfg: TrainConfig, run_dir, preset: str = '', group
     opt = torch.optim.AdamW(param_groups(model, tcfg.weight_decay), lr=tcfg.lr, fused=True)
     ids = [device.index] if device.type == 'cuda' else None
     ddp = DistributedDataParallel(model, device_ids=ids) if world > 1 else None
+    ema = copy.deepcopy(model).requires_grad_(False) if tcfg.ema else None
     listener = load_listener(codec, progress) if held and rank == 0 else None
     ceiling = codec_per(held[:PER_EVAL], codec, listener) if listener else None
     return Session(run_dir, config, model, opt, torch.Generator().manual_seed(tcfg.seed), train_utts, held, vocab,
                    device, milestones=Milestones(), codec=codec, rank=rank, world=world, ddp=ddp, listener=listener,
-                   per_ceiling=ceiling)
+                   per_ceiling=ceiling, ema=ema)
 
 def _trim_csv(path, last_step):
     "Keep only rows up to `last_step` (steps after the last checkpoint are run again), in today's `COLUMNS`."
@@ -122,12 +129,14 @@ def _trim_csv(path, last_step):
     write_csv(path, COLUMNS, [[r.get(c) or '' for c in COLUMNS] for r in rows if int(r['step']) <= last_step])
 
 def restore(s: Session) -> Session:
-    "Continue from `checkpoint.pt` if any: weights, optimiser, RNGs, step, wall time, milestones; metrics.csv trimmed."
+    """Continue from `checkpoint.pt` if any: weights (and their moving average), optimiser, RNGs, step, wall time,
+    milestones; metrics.csv trimmed."""
     ckpt, metrics = s.run_dir/'checkpoint.pt', s.run_dir/'metrics.csv'
     if ckpt.exists():
         ck = load_checkpoint(ckpt, s.device)
         s.model.load_state_dict(ck['model'])
         s.opt.load_state_dict(ck['opt'])
+        if s.ema is not None: s.ema.load_state_dict(ck['ema'])  # a run with an average was checkpointed with it
         torch.set_rng_state(ck['rng'].cpu())                  # RNG states are CPU bytes, wherever the weights went
         s.sampler.set_state(ck['sampler'].cpu())
         if ck['cuda_rng'] and s.device.type == 'cuda': torch.cuda.set_rng_state_all([t.cpu() for t in ck['cuda_rng']])
@@ -173,6 +182,7 @@ def _step(s: Session, tcfg: TrainConfig, step: int, timer: StepTimer, amp: bool)
         torch.nn.utils.clip_grad_norm_(s.model.parameters(), tcfg.grad_clip)
         for g in s.opt.param_groups: g['lr'] = lr_at(tcfg, step)
         s.opt.step()
+        if s.ema is not None: ema_update(s.ema, s.model, ema_decay(tcfg.ema, step))
     return b, logits, log_dur, tok, dur
 
 def _measures(b, logits, log_dur, tok, dur) -> torch.Tensor:
@@ -191,6 +201,17 @@ def _global_metrics(measures: list) -> list:
     v = all_sum_tensor(torch.cat([n, p, n * v[:, 2:3], p * v[:, 3:4], n * v[:, 4:-1], p * v[:, -1:]], 1)).tolist()
     return [(n, r[2] / n, r[3] / p, dict(acc=r[4] / n, top10=r[5] / n, acc_cb=[x / n for x in r[6:-1]]), r[-1] / p)
             for r in v for n, p in [r[:2]]]
+
+# %% ../nbs/09_train.ipynb #ema-fn
+def ema_decay(ema: float, step: int) -> float:
+    "The average's decay at `step` (from 1): a plain mean of the steps so far until that is slower than `ema`."
+    return min(ema, 1 - 1 / step)
+
+@torch.no_grad()
+def ema_update(avg: torch.nn.Module, model: torch.nn.Module, decay: float):
+    "avg ← decay · avg + (1 − decay) · model, parameter by parameter, in place (buffers copied)."
+    torch._foreach_lerp_(list(avg.parameters()), list(model.parameters()), 1 - decay)
+    for a, b in zip(avg.buffers(), model.buffers()): a.copy_(b)
 
 # %% ../nbs/09_train.ipynb #9ad9212f
 def _row(step, wall, tok, dur, acc, dacc, n, ms, mem, ev, dur_weight) -> dict:
@@ -235,10 +256,10 @@ def train_steps(s: Session, tcfg: TrainConfig, progress: bool = True):
                 s.milestones.update(k, wall, acc['acc'], dacc)
                 if not lead: continue
                 # evaluate (only the newest step can be due)
-                ev = evaluate(s.model, s.held, s.vocab, s.device) if s.held and due and k == step else {}
+                ev = evaluate(s.evaluated, s.held, s.vocab, s.device) if s.held and due and k == step else {}
                 if ev: s.heldout = ev
                 if ev and s.listener:                   # intelligibility: what the listener hears of held-out texts
-                    ev['heldout_per'] = free_running_per(s.model, s.held[:PER_EVAL], s.train_utts, s.vocab, s.codec,
+                    ev['heldout_per'] = free_running_per(s.evaluated, s.held[:PER_EVAL], s.train_utts, s.vocab, s.codec,
                                                          s.listener, s.device)
                     s.milestones.update_per(k, wall, ev['heldout_per'], s.per_ceiling)
                 row = _row(k, wall, tok, dur, acc, dacc, n, StepTimer.read(marks), mem, ev, tcfg.dur_weight)
@@ -254,7 +275,7 @@ def train_steps(s: Session, tcfg: TrainConfig, progress: bool = True):
             if lead:
                 f.flush()
                 if save:                                # checkpoint
-                    save_checkpoint(ckpt, s.model, s.opt, s.sampler, step, wall, s.milestones)
+                    save_checkpoint(ckpt, s.model, s.opt, s.sampler, step, wall, s.milestones, s.ema)
                     write_json(s.run_dir/'milestones.json', s.milestones.data)
             s.step = step
     return s
@@ -283,19 +304,19 @@ def train(mcfg: ModelConfig, tcfg: TrainConfig, run_dir, preset: str = '', progr
 def _median(xs): return sorted(xs)[len(xs) // 2] if xs else None
 
 def finish(s: Session, samples: bool = False, speaker: str|None = None) -> dict:
-    """Write model.safetensors, milestones.json, samples (when asked, or to replace an earlier step's) and summary.json
-    (last: it marks the run finished)."""
-    save_weights(s.run_dir/'model.safetensors', s.model)
+    """Write model.safetensors (the weights' moving average when the run keeps one), milestones.json, samples (when
+    asked, or to replace an earlier step's) and summary.json (last: it marks the run finished)."""
+    save_weights(s.run_dir/'model.safetensors', s.evaluated)
     write_json(s.run_dir/'milestones.json', s.milestones.data)
     rows = list(csv.DictReader((s.run_dir/'metrics.csv').open()))
     col = lambda c, rs=rows: [float(r[c]) for r in rs if r.get(c) not in (None, '')]
     timed, last, config = rows[min(5, len(rows) - 1):], rows[-1], s.config        # timings skip warm-up steps
-    ev, base = final_heldout(s.model, s.held, s.train_utts, s.vocab, s.device, s.heldout), config['baselines']
-    audio = heldout_audio(s.model, s.held, s.train_utts, s.vocab, s.codec, s.device) if s.held else None
+    ev, base = final_heldout(s.evaluated, s.held, s.train_utts, s.vocab, s.device, s.heldout), config['baselines']
+    audio = heldout_audio(s.evaluated, s.held, s.train_utts, s.vocab, s.codec, s.device) if s.held else None
     ms = {k: _median(col(f'{k}_ms', timed)) for k in ('fwd', 'bwd', 'opt')} | {'total': _median(col('step_ms', timed))}
     teacher = {f'heldout_teacher_{k}': ev.get(f'heldout_teacher_{k}') for k in ('acc', 'acc_cb', 'ce', 'ce_cb')}
     listener = s.listener or load_listener(s.codec)   # shipped for the offline codec; trained once for another
-    heard = intelligibility(s.model, s.held, s.train_utts, s.vocab, s.codec, listener, s.device, TEST_PROMPTS)
+    heard = intelligibility(s.evaluated, s.held, s.train_utts, s.vocab, s.codec, listener, s.device, TEST_PROMPTS)
     return write_summary(s.run_dir, dict(
         finished=True, steps=int(last['step']), wall_s=float(last['wall_s']), final_acc=float(last['acc']),
         peak_acc=max(col('acc')), final_dur_acc=float(last['dur_acc']), final_top10=float(last['top10']),
@@ -311,7 +332,7 @@ def finish(s: Session, samples: bool = False, speaker: str|None = None) -> dict:
         tokens_per_s=_median(col('tokens_per_s', timed)), tensor_peak_mb=max(col('tensor_peak_mb'), default=None),
         params=s.model.param_split(), codec=config['codec'], backend=config['backend'], device=config['device'],
         preset=config['preset'], group=config['group'], arch=config['model']['arch'],
-        samples=run_samples(s.run_dir, s.model, s.vocab, s.codec, config, speaker, listener, int(last['step']))
+        samples=run_samples(s.run_dir, s.evaluated, s.vocab, s.codec, config, speaker, listener, int(last['step']))
         if samples or samples_stale(s.run_dir, int(last['step'])) else None))
 
 # %% ../nbs/09_train.ipynb #1e15c760
