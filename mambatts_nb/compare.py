@@ -91,7 +91,8 @@ def _fmt(m, h, digits=1):
 
 def _pct(v): return None if v is None else 100 * v
 
-PER_COLUMNS = ('heldout_per', 'heldout_per_timed', 'codec_per', 'prompts_per', 'prompts_codec_per')   # summary keys
+PER_COLUMNS = ('heldout_per', 'heldout_per_mean', 'heldout_per_timed', 'codec_per', 'prompts_per',
+               'prompts_codec_per')                                                  # summary keys
 
 def phase_table(runs) -> list:
     """One row per configuration: seeds, params, timings, memory, accuracies and their guessing floors as mean ± 95% CI;
@@ -143,12 +144,12 @@ def _milestone_wall(run):
 # %% ../nbs/11_compare.ipynb #67616a4b
 def table_markdown(rows) -> str:
     "The phase table as Markdown; failures listed below it."
-    head = ['config', 'seeds', 'held-out PER %', 'PER % true durations', 'codec ceiling PER %', 'prompts PER %',
-            'prompts ceiling PER %', 'params', 'study', 'ms/step fwd', 'bwd', 'total', 'study ms', 'tensor peak MB',
-            'study MB', 'step of 95%', 'study', 'peak acc %', 'study', 'final acc %', 'study', 'held-out acc %',
-            'majority-code floor %', 'held-out CE nats', 'unigram CE nats', 'held-out audio: mel dist to truth',
-            'majority-code audio', 'held-out MCD dB', 'log-F0 RMSE cents', 'V/UV error', 'dur acc %', 'wall s to 95%',
-            'final acc % per codebook', 'held-out acc % per codebook']
+    head = ['config', 'seeds', 'held-out PER %', 'PER % posterior mean', 'PER % true durations', 'codec ceiling PER %',
+            'prompts PER %', 'prompts ceiling PER %', 'params', 'study', 'ms/step fwd', 'bwd', 'total', 'study ms',
+            'tensor peak MB', 'study MB', 'step of 95%', 'study', 'peak acc %', 'study', 'final acc %', 'study',
+            'held-out acc %', 'majority-code floor %', 'held-out CE nats', 'unigram CE nats',
+            'held-out audio: mel dist to truth', 'majority-code audio', 'held-out MCD dB', 'log-F0 RMSE cents',
+            'V/UV error', 'dur acc %', 'wall s to 95%', 'final acc % per codebook', 'held-out acc % per codebook']
     lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
     s = lambda v: '–' if v is None else f'{v:,}' if isinstance(v, int) else f'{v:g}'
     for r in rows:

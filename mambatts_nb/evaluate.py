@@ -165,14 +165,22 @@ def _free_running(model, phonemes, vocab, ref, speaker, device, mean: bool = Fal
     return _generate(model, phonemes, vocab, ref, speaker, device, mean)[0]
 
 @torch.no_grad()
-def free_running_per(model, utts, train, vocab, codec, listener, device) -> float:
-    "The listener's PER of the model's free-running speech of `utts`' texts: what training logs at its evaluations."
+def _heard_both(model, u, train, vocab, codec, listener, device) -> tuple:
+    """What the listener hears of one free-running generation of `u`'s text, decoded from its most likely codes and
+    to its codes' posterior mean: (argmax phonemes, mean phonemes). One generation serves both: its probabilities'
+    argmax is the codes `generate` returns."""
+    probs = _free_running(model, u.phonemes, vocab, _style_ref(u, train), u.speaker, device, mean=True)
+    return tuple(listener.transcribe(codes_frames(codec, c)) for c in (probs.argmax(-1), probs))
+
+@torch.no_grad()
+def free_running_per(model, utts, train, vocab, codec, listener, device) -> dict:
+    """The listener's PER of the model's free-running speech of `utts`' texts, decoded both ways (`heldout_per`: the
+    argmax codes, `heldout_per_mean`: the posterior mean): what training logs at its evaluations."""
     was = model.training
     model.eval()
-    pairs = [(heard_phonemes(u.phonemes), listener.transcribe(codes_frames(
-        codec, _free_running(model, u.phonemes, vocab, _style_ref(u, train), u.speaker, device)))) for u in utts]
+    heard = [(heard_phonemes(u.phonemes), _heard_both(model, u, train, vocab, codec, listener, device)) for u in utts]
     model.train(was)
-    return per(pairs)
+    return dict(heldout_per=per((ref, h[0]) for ref, h in heard), heldout_per_mean=per((ref, h[1]) for ref, h in heard))
 
 def codec_per(utts, codec, listener) -> float:
     "The listener's PER of the codec's round trip of `utts`' true speech (their codes): the ceiling."
@@ -192,9 +200,10 @@ def intelligibility(model, utts, train, vocab, codec, listener, device, prompts=
     heard = lambda codes: listener.transcribe(codes_frames(codec, codes))
     free, timed, mean, ceil, by = [], [], [], [], {}
     for u in utts:
-        ref, style = heard_phonemes(u.phonemes), _style_ref(u, train)
-        free.append((ref, heard(_free_running(model, u.phonemes, vocab, style, u.speaker, device))))
-        mean.append((ref, heard(_free_running(model, u.phonemes, vocab, style, u.speaker, device, mean=True))))
+        ref = heard_phonemes(u.phonemes)
+        both = _heard_both(model, u, train, vocab, codec, listener, device)
+        free.append((ref, both[0]))
+        mean.append((ref, both[1]))
         batch = collate([u], vocab, model.cfg.speakers).to(device)
         timed.append((ref, heard(forward_batch(model, batch)[0][0].argmax(-1).cpu())))
         ceil.append((ref, heard(u.codes)))

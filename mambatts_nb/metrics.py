@@ -61,7 +61,8 @@ class Milestones:
 
     @staticmethod
     def _intelligibility() -> dict:
-        return {f'per<={t}': None for t in PER_THRESHOLDS} | {f'per<={m}x_ceiling': None for m in CEILING_MULTIPLES}
+        keys = [f'per<={t}' for t in PER_THRESHOLDS] + [f'per<={m}x_ceiling' for m in CEILING_MULTIPLES]
+        return {f'{p}{k}': None for p in ('', 'mean_') for k in keys}     # mean_: decoded to the posterior mean
 
     def update(self, step: int, wall_s: float, acc: float, dur_acc: float):
         for kind, value in (('accuracy', acc), ('duration', dur_acc)):
@@ -69,10 +70,11 @@ class Milestones:
                 if hit is None and value * 100 >= float(t):
                     self.data[kind][t] = {'step': step, 'wall_s': round(wall_s, 3)}
 
-    def update_per(self, step: int, wall_s: float, per: float, ceiling: float):
-        "Record the intelligibility milestones a held-out PER `per` reaches (`ceiling`: the codec's PER on the same)."
-        reached = {f'per<={t}': per * 100 <= t for t in PER_THRESHOLDS}
-        reached |= {f'per<={m}x_ceiling': per <= m * ceiling for m in CEILING_MULTIPLES}
+    def update_per(self, step: int, wall_s: float, per: float, ceiling: float, prefix: str = ''):
+        """Record the intelligibility milestones a held-out PER `per` reaches (`ceiling`: the codec's PER on the same;
+        `prefix` 'mean_': `per` decoded to the posterior mean)."""
+        reached = {f'{prefix}per<={t}': per * 100 <= t for t in PER_THRESHOLDS}
+        reached |= {f'{prefix}per<={m}x_ceiling': per <= m * ceiling for m in CEILING_MULTIPLES}
         for k, ok in reached.items():
             if ok and self.data['intelligibility'][k] is None:
                 self.data['intelligibility'][k] = {'step': step, 'wall_s': round(wall_s, 3)}

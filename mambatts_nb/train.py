@@ -43,7 +43,7 @@ def param_groups(model, weight_decay: float) -> list:
 COLUMNS = (['step', 'wall_s', 'loss', 'token_loss', 'dur_loss', 'acc', 'top10', 'dur_acc']
            + [f'acc_cb{k}' for k in range(N_CODEBOOKS)]
            + ['fwd_ms', 'bwd_ms', 'opt_ms', 'step_ms', 'tokens_per_s', 'tensor_peak_mb', 'heldout_acc', 'heldout_ce',
-              'heldout_dur_acc', 'heldout_per'])
+              'heldout_dur_acc', 'heldout_per', 'heldout_per_mean'])
 PER_EVAL = 8      # held-out utterances the listener scores at each evaluation (all of them at the end)
 
 def _cell(v): return '' if v is None else f'{v:.6g}' if isinstance(v, float) else v    # None: empty; floats: 6 digits
@@ -259,16 +259,18 @@ def train_steps(s: Session, tcfg: TrainConfig, progress: bool = True):
                 ev = evaluate(s.evaluated, s.held, s.vocab, s.device) if s.held and due and k == step else {}
                 if ev: s.heldout = ev
                 if ev and s.listener:                   # intelligibility: what the listener hears of held-out texts
-                    ev['heldout_per'] = free_running_per(s.evaluated, s.held[:PER_EVAL], s.train_utts, s.vocab, s.codec,
-                                                         s.listener, s.device)
+                    ev |= free_running_per(s.evaluated, s.held[:PER_EVAL], s.train_utts, s.vocab, s.codec, s.listener,
+                                           s.device)            # heldout_per (argmax), heldout_per_mean
                     s.milestones.update_per(k, wall, ev['heldout_per'], s.per_ceiling)
+                    s.milestones.update_per(k, wall, ev['heldout_per_mean'], s.per_ceiling, prefix='mean_')
                 row = _row(k, wall, tok, dur, acc, dacc, n, StepTimer.read(marks), mem, ev, tcfg.dur_weight)
                 out.writerow([_cell(row.get(c)) for c in COLUMNS])
                 bar.set_postfix(loss=f'{row["loss"]:.3f}', acc=f'{acc["acc"]:.3f}', dur=f'{dacc:.2f}')
                 if progress and (k % log_every == 0 or k == tcfg.steps):
                     eta = (time.perf_counter() - t0 - s.wall0) / (k - first + 1) * (tcfg.steps - k)
                     held = f" held-out {ev['heldout_acc']:.3f}" if ev else ''
-                    held += f" PER {ev['heldout_per']:.1%}" if 'heldout_per' in ev else ''
+                    held += (f" PER {ev['heldout_per']:.1%} (mean {ev['heldout_per_mean']:.1%})"
+                             if 'heldout_per' in ev else '')
                     print(f'{s.run_dir.name}: step {k}/{tcfg.steps} loss {row["loss"]:.3f} acc {acc["acc"]:.3f}'
                           f'{held} dur {dacc:.2f} ({row["step_ms"]:.0f} ms/step, ETA {eta:.0f} s)', flush=True)
             queued = []
@@ -343,7 +345,8 @@ def train_cli(**knobs) -> Path:
     s = train(run.model, run.train, run_dir, run.preset, group=run.group,
               samples=knobs.get('samples', KNOB['samples'].default), speaker=knobs.get('speaker'))
     if s is None: return run_dir                                 # a torchrun rank other than 0: rank 0 reports
-    print(run_dir, {k: s[k] for k in ('steps', 'final_acc', 'heldout_acc', 'heldout_per', 'prompts_per', 'codec')})
+    shown = ('steps', 'final_acc', 'heldout_acc', 'heldout_per', 'heldout_per_mean', 'prompts_per', 'codec')
+    print(run_dir, {k: s[k] for k in shown})
     return run_dir
 
 if __name__ == '__main__' and '__file__' in globals():     # run as a module, not in a notebook's kernel
