@@ -119,13 +119,17 @@ class Codec:
             out.append(self.model.quantizer.encode(emb, FRAME_RATE, BANDWIDTH)[:, 0])  # (8, T)
         return torch.cat(out, -1)
 
+    @property
+    def codebooks(self) -> torch.Tensor:
+        "The 8 levels' codewords (8, 1024, 128), as `SpectralCodec.codebooks`: what codes stand for before decoding."
+        return torch.stack([q._codebook.embed for q in self.model.quantizer.vq.layers[:N_CODEBOOKS]])
+
     @torch.no_grad()
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
         """Mono 24 kHz audio (T * 320,) from codes (8, T), or from code probabilities (8, T, 1024) through each level's
         expected embedding (`codeword_sum`; the 24 kHz model's levels project nothing: codebook_dim = dim)."""
         _check_codes(codes)
-        if codes.is_floating_point():
-            emb = codeword_sum(codes, [q._codebook.embed for q in self.model.quantizer.vq.layers]).T[None]
+        if codes.is_floating_point(): emb = codeword_sum(codes, self.codebooks).T[None]
         else: emb = self.model.quantizer.decode(codes.long()[:, None])                # (1, 128, T)
         return self.model.decoder(emb)[0, 0]
 

@@ -149,6 +149,7 @@ class TrainConfig:
     # decay of an exponential moving average of the weights, which evaluation, samples and model.safetensors use
     # (0: off, the raw weights); it starts as a plain mean, so early weights fade: decay at step t is min(ema, 1 - 1/t)
     ema: float = 0.0
+    latent_weight: float = 0.0         # weight of `model.latent_mse` (the posterior-mean frame's error) in the loss
     # fragment/corpus: exact (espeak's) | learned (the aligner's); a folder: always learned
     durations: str = 'exact'
 
@@ -163,6 +164,9 @@ class TrainConfig:
         check_choice('durations', self.durations, DURATION_SOURCES)
         check_choice('heldout_set', self.heldout_set, HELDOUT_SETS)
         check_choice('schedule', self.schedule, SCHEDULES)
+        if isinstance(self.latent_weight, bool) or not isinstance(self.latent_weight, (int, float)) \
+                or self.latent_weight < 0:
+            raise ValueError(f"latent_weight must be a non-negative number (0: off), got {self.latent_weight!r}")
         if isinstance(self.ema, bool) or not isinstance(self.ema, (int, float)) or not 0 <= self.ema < 1:
             raise ValueError(f"ema must be a number in [0, 1) (0: off; e.g. 0.995), got {self.ema!r}")
         if isinstance(self.warmup, bool) or not isinstance(self.warmup, int) or self.warmup < 0:

@@ -11,7 +11,7 @@ from .blocks import make_block
 
 # %% auto #0
 __all__ = ['sinusoids', 'Stack', 'TextEncoder', 'DurationRegulator', 'StyleExtractor', 'AudioProcessor', 'TTSModel', 'cb_weights',
-           'masked_mse', 'loss_fn', 'forward_batch', 'param_table', 'print_param_table']
+           'masked_mse', 'loss_fn', 'forward_batch', 'latent_mse', 'param_table', 'print_param_table']
 
 # %% ../nbs/07_model.ipynb #5bc02f72
 def sinusoids(length, dim, device=None):
@@ -233,6 +233,16 @@ def forward_batch(model, b, teacher: bool = False):
     (every evaluation)."""
     return model(b.phonemes, b.phoneme_mask, b.durations, b.codes, b.frame_mask, b.speakers,
                  codes=b.codes if teacher else None, n_frames=b.codes.shape[-1])
+
+# %% ../nbs/07_model.ipynb #latent-fn
+def latent_mse(logits, batch, codebooks) -> torch.Tensor:
+    """Mean over real frames and latent dimensions of (Σ_k E[codeword_k] − Σ_k codeword_k(true code))²: the posterior
+    mean of the logits (b, 8, t, V) against the true codes, in the codec's latent space (`codebooks` (8, V, D))."""
+    p = logits.float().softmax(-1)                                                      # (b, 8, t, V)
+    mean = torch.einsum('bktv,kvd->btd', p, codebooks)
+    true = sum(codebooks[k][batch.codes[:, k]] for k in range(codebooks.shape[0]))      # (b, t, D)
+    m = batch.frame_mask
+    return ((mean - true).square().mean(-1) * m).sum() / m.sum()                        # no host sync on CUDA
 
 # %% ../nbs/07_model.ipynb #94b98cd4
 def param_table(presets=None, vocab_size: int = 58) -> list:

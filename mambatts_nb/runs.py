@@ -117,6 +117,8 @@ KNOBS = (
          'train', tag='cbd'),
     Knob('ema', float, _t('ema'), "weights' moving-average decay that evaluation and the saved model use (0: off; "
          'e.g. 0.995)', 'train', tag='ema'),
+    Knob('latent_weight', float, _t('latent_weight'), "weight of the posterior-mean frame's squared error "
+         '(model.latent_mse) in the loss (0: off)', 'train', tag='lat'),
     Knob('dur_weight', float, _t('dur_weight'), 'weight of the duration MSE in the loss', 'train', tag='dw'),
     Knob('eval_every', int, _t('eval_every'),
          "steps between held-out evaluations (each also scores 8 held-out sentences' PER)", 'train'),

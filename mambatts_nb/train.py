@@ -15,7 +15,7 @@ from .config import ModelConfig, TrainConfig, N_CODEBOOKS, CUDA_SYNC_EVERY
 from .runs import (write_csv, write_json, read_json, read_summary, write_summary, is_finished, run_lock,
                               resolve_knobs, knob_parser, KNOB)
 from .data import collate, run_speakers, TEST_PROMPTS
-from .model import TTSModel, loss_fn, forward_batch
+from .model import TTSModel, loss_fn, latent_mse, forward_batch
 from .metrics import (token_rates, duration_rate, Milestones, StepTimer, tensor_peak_mb,
                                  state_tensors, code_baselines, run_record)
 from .ssm import resolve_backend
@@ -74,6 +74,7 @@ class Session:
     listener: object = None            # with held-out data: scores the model's speech at each evaluation
     per_ceiling: float = None          # the codec's PER on the held-out utterances the listener scores
     ema: TTSModel = None               # the weights' moving average (`TrainConfig.ema` > 0), updated after each step
+    codebooks: torch.Tensor = None     # the codec's (8, V, D) on the device when the loss has `latent_weight`
 
     @property
     def evaluated(self) -> TTSModel:
@@ -121,7 +122,8 @@ def setup(mcfg: ModelConfig, tcfg: TrainConfig, run_dir, preset: str = '', group
     ceiling = codec_per(held[:PER_EVAL], codec, listener) if listener else None
     return Session(run_dir, config, model, opt, torch.Generator().manual_seed(tcfg.seed), train_utts, held, vocab,
                    device, milestones=Milestones(), codec=codec, rank=rank, world=world, ddp=ddp, listener=listener,
-                   per_ceiling=ceiling, ema=ema)
+                   per_ceiling=ceiling, ema=ema,
+                   codebooks=codec.codebooks.float().to(device) if tcfg.latent_weight else None)
 
 def _trim_csv(path, last_step):
     "Keep only rows up to `last_step` (steps after the last checkpoint are run again), in today's `COLUMNS`."
@@ -168,11 +170,15 @@ def _step(s: Session, tcfg: TrainConfig, step: int, timer: StepTimer, amp: bool)
     with timer('fwd'), torch.autocast(s.device.type, torch.bfloat16, enabled=amp):
         logits, log_dur, _ = forward_batch(s.ddp or s.model, b, teacher=True)
         loss, tok, dur = loss_fn(logits, log_dur, b, tcfg.dur_weight, tcfg.cb_decay)
+        frame = tok                                      # the per-frame terms: token CE (+ the weighted latent_mse)
+        if tcfg.latent_weight:
+            frame = tok + tcfg.latent_weight * latent_mse(logits, b, s.codebooks)
+            loss = frame + tcfg.dur_weight * dur
         # DDP averages gradients over ranks: weight each rank's means so the average is the global batch's
         if s.world > 1:
             n, p = b.frame_mask.sum().item(), b.phoneme_mask.sum().item()
             n_all, p_all = all_sum(n, p, device=s.device)
-            loss = s.world * (n / n_all * tok + tcfg.dur_weight * p / p_all * dur)
+            loss = s.world * (n / n_all * frame + tcfg.dur_weight * p / p_all * dur)
     # backward (a non-finite loss is caught when the step's measures are read back, before any checkpoint)
     with timer('bwd'):
         s.opt.zero_grad(set_to_none=True)
