@@ -163,6 +163,12 @@ def test_mambatts_generate_cli_writes_a_wav(tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     audio, sr = sf.read(out)
     assert sr == 24000 and len(audio) > 2400 and 'codec:' in r.stdout
+    # --mean: the same generation decoded to its posterior mean — as long, other samples
+    r = subprocess.run([str(cli), 'generate', 'Litwo! Ojczyzno moja!', '--run', str(tmp_path/'run'), '--out',
+                        str(tmp_path/'mean.wav'), '--mean'], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]
+    mean, _ = sf.read(tmp_path/'mean.wav')
+    assert len(mean) == len(audio) and abs(mean - audio).max() > 1e-3
     # a user's mistake: one line naming it and exit status 2; the traceback only with --debug
     for args, msg in ((['Litwo!', '--run', str(tmp_path/'nope')],
                        f"error: '{tmp_path/'nope'/'config.json'}' not found"),
