@@ -151,18 +151,18 @@ def _speaker_id(model, name: str, device):
     "The speaker id tensor (1,) of `name` for a model with speakers, else None."
     return torch.tensor([model.cfg.speakers.index(name)], device=device) if model.cfg.speakers else None
 
-def _generate(model, phonemes, vocab, ref, speaker, device, mean: bool = False) -> tuple:
-    """Codes (codebooks, t) and frames per phoneme (p,) the model makes of `phonemes` (own durations, `ref`'s style);
-    with `mean`, the codes' probabilities (codebooks, t, V), which the codec decodes to their posterior mean."""
+def _generate(model, phonemes, vocab, ref, speaker, device, mean: bool = False, speed: float = 1.0) -> tuple:
+    """Codes (codebooks, t) and frames per phoneme (p,) the model makes of `phonemes` (own durations at `speed`, `ref`'s
+    style); with `mean`, the codes' probabilities (codebooks, t, V), which the codec decodes to their posterior mean."""
     ids = torch.tensor([vocab.encode(phonemes)], device=device)
     rc = ref.codes[None].to(device)
     rm = torch.ones(1, ref.n_frames, dtype=torch.bool, device=device)
-    codes, dur, fm = model.generate(ids, ids != 0, rc, rm, 1.0, _speaker_id(model, speaker, device), probs=mean)
+    codes, dur, fm = model.generate(ids, ids != 0, rc, rm, speed, _speaker_id(model, speaker, device), probs=mean)
     return codes[0, :, :int(fm.sum())].cpu(), dur[0].cpu()
 
-def _free_running(model, phonemes, vocab, ref, speaker, device, mean: bool = False) -> torch.Tensor:
+def _free_running(model, phonemes, vocab, ref, speaker, device, mean: bool = False, speed: float = 1.0) -> torch.Tensor:
     "Codes (codebooks, t) the model generates for `phonemes` with its own durations, in `ref`'s style (or `mean`)."
-    return _generate(model, phonemes, vocab, ref, speaker, device, mean)[0]
+    return _generate(model, phonemes, vocab, ref, speaker, device, mean, speed)[0]
 
 @torch.no_grad()
 def _heard_both(model, u, train, vocab, codec, listener, device) -> tuple:
@@ -262,10 +262,11 @@ def closeness(model, utts, train, vocab, codec, device, n: int = CLOSENESS_EVAL,
     got = {k: [] for k in (*keys, *(f'{p}_{k}' for p in ('mean', 'baseline') for k in keys))}
     dur = dict(model=[], baseline=[])
     for u in utts[:n]:
-        codes, d = _generate(model, u.phonemes, vocab, _style_ref(u, train), u.speaker, device)
+        # one generation decoded both ways: its probabilities' argmax is the codes `generate` returns
+        probs, d = _generate(model, u.phonemes, vocab, _style_ref(u, train), u.speaker, device, mean=True)
+        codes = probs.argmax(-1)
         truth, base = codes_frames(codec, u.codes), baseline_frames(tables, u.phonemes, u.durations.tolist())
         true_wav = _wav(codec, u.codes)
-        probs = _free_running(model, u.phonemes, vocab, _style_ref(u, train), u.speaker, device, mean=True)
         for name, frames, wav in (('', codes_frames(codec, codes), _wav(codec, codes)),
                                   ('mean_', codes_frames(codec, probs), _wav(codec, probs)),
                                   ('baseline_', base, _wav(codec, frames=base))):
